@@ -1,0 +1,81 @@
+"""Callbacks for what the Trainer has no switch for."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from gpt_lightning.tokenizer import tokenizer_from_meta
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Keeps `last.ckpt` current: every `every_n_train_steps` optimizer steps, when training ends (also when
+    max_steps is not a multiple of the interval, which ModelCheckpoint alone skips), and on an exception
+    such as Ctrl-C. It ranks nothing; the `checkpoint` callback keeps the best model by val/loss."""
+
+    def __init__(self, dirpath: Optional[str] = None, every_n_train_steps: int = 250) -> None:
+        """Args:
+        dirpath: folder for last.ckpt (linked to --checkpoint.dirpath by the CLI).
+        every_n_train_steps: optimizer steps between two saves of last.ckpt; at most this much work is lost
+            when a run is killed without warning.
+        """
+        super().__init__(
+            dirpath=dirpath,
+            save_top_k=0,
+            save_last=True,
+            every_n_train_steps=every_n_train_steps,
+            save_on_exception=True,
+            enable_version_counter=False,
+        )
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._last_global_step_saved = trainer.global_step
+
+
+class TextSampleCallback(L.Callback):
+    """Writes a short generated text to TensorBoard after each validation, to read along with the loss."""
+
+    def __init__(
+        self, prompt: str = "\n", max_new_tokens: int = 200, temperature: float = 0.8, top_k: Optional[int] = 200
+    ) -> None:
+        """Args:
+        prompt: text the sample continues (must be inside a char model's vocabulary).
+        max_new_tokens: tokens to generate (0 turns the sample off).
+        temperature: sampling temperature (0: greedy).
+        top_k: sample among the k most likely tokens only.
+        """
+        self.prompt, self.max_new_tokens = prompt, max_new_tokens
+        self.temperature, self.top_k = temperature, top_k
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        meta = pl_module.hparams.get("tokenizer")
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if trainer.sanity_checking or not meta or not loggers or self.max_new_tokens < 1:
+            return
+        from gpt_lightning.generation import generate_text  # the same code path as `generate`
+
+        tokenizer = tokenizer_from_meta(meta)
+        generator = torch.Generator(device=pl_module.device).manual_seed(trainer.global_step)
+        was_training = pl_module.training
+        pl_module.eval()
+        text = generate_text(
+            pl_module.model,
+            tokenizer,
+            self.prompt,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            generator=generator,
+        )
+        pl_module.train(was_training)
+        for lg in loggers:
+            # TensorBoard renders text as markdown: indent by 4 spaces to keep line breaks and spacing
+            lg.experiment.add_text("samples", "    " + text.replace("\n", "\n    "), trainer.global_step)

@@ -1,0 +1,205 @@
+"""The DataModule: random training windows and fixed validation windows over memory-mapped token bins.
+
+Training draws windows as nanoGPT does (x = t[i:i+T], y = t[i+1:i+1+T], i uniform), but batch k of the
+stream is a pure function of (seed, rank, k). That gives three properties nanoGPT's global-RNG draw lacks:
+DDP ranks and dataloader workers never draw the same batches, a run is reproducible whatever the number of
+workers, and resuming only needs the number of batches consumed, which the DataModule stores in the
+checkpoint (Lightning restores it before building the dataloaders).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Literal, Optional
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from gpt_lightning.errors import UserError
+from gpt_lightning.prepare import META_FILE, prepare, read_meta
+
+
+def open_split(data_dir: Path, split: str, meta: dict) -> np.memmap:
+    """Memory-map one split's bin, refusing a file whose size disagrees with meta.json."""
+    path = Path(data_dir) / f"{split}.bin"
+    if not path.is_file():
+        raise UserError(f"{path} is missing; run `python -m gpt_lightning prepare` for this folder again.")
+    dtype = np.dtype(meta["dtype"])
+    size = path.stat().st_size
+    if size % dtype.itemsize:
+        raise UserError(
+            f"{path} holds {size} bytes, not a whole number of {dtype.name} tokens: the file is truncated or "
+            "corrupt; prepare the folder again with --overwrite."
+        )
+    expected = meta.get(f"{split}_tokens")
+    if expected is not None and size // dtype.itemsize != expected:
+        raise UserError(
+            f"{path} holds {size // dtype.itemsize} tokens but meta.json says {expected}: the folder is from an "
+            "interrupted or mixed prepare; prepare it again with --overwrite."
+        )
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def gather_windows(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (B, T) = tokens[i : i+T] and y (B, T) = tokens[i+1 : i+1+T] for each start i, as int64 tensors."""
+    idx = starts[:, None] + np.arange(block_size + 1)  # (B, T+1)
+    chunk = torch.from_numpy(tokens[idx].astype(np.int64))  # one gather from the memmap
+    return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
+
+
+class TrainWindows(IterableDataset):
+    """An endless stream of training batches; batch k is drawn by np.random.default_rng([seed, rank, k])."""
+
+    def __init__(
+        self, path: Path, meta: dict, batch_size: int, block_size: int, seed: int, rank: int, start_batch: int = 0
+    ) -> None:
+        self.path, self.meta = path, meta  # the path, not the array: workers open their own memmap
+        self.batch_size, self.block_size = batch_size, block_size
+        self.seed, self.rank, self.start_batch = seed, rank, start_batch
+
+    def batch_starts(self, k: int, n_tokens: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.rank, k])
+        return rng.integers(0, n_tokens - self.block_size, size=self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        tokens = open_split(self.path, "train", self.meta)
+        worker = get_worker_info()
+        # workers take batches round-robin, which is the order the DataLoader hands them out in
+        k, stride = (self.start_batch, 1) if worker is None else (self.start_batch + worker.id, worker.num_workers)
+        while True:
+            yield gather_windows(tokens, self.batch_starts(k, len(tokens)), self.block_size)
+            k += stride
+
+
+class ValWindows(IterableDataset):
+    """A fixed set of validation batches: windows spread evenly over the split, the same for every run.
+
+    Each rank takes every world_size-th batch, so together the ranks cover the set once.
+    """
+
+    def __init__(self, path: Path, meta: dict, batch_size: int, block_size: int, num_batches: int, rank: int, world_size: int) -> None:
+        n_tokens = meta["val_tokens"]
+        if n_tokens <= block_size:
+            raise UserError(
+                f"The validation split has {n_tokens} tokens, too few for one window of block_size {block_size}; "
+                "lower --data.block_size or prepare with a larger --val_fraction."
+            )
+        self.path, self.meta, self.block_size = path, meta, block_size
+        starts = np.linspace(0, n_tokens - block_size - 1, num_batches * batch_size).astype(np.int64)
+        self.batches = starts.reshape(num_batches, batch_size)[rank::world_size]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        tokens = open_split(self.path, "val", self.meta)
+        for starts in self.batches:
+            yield gather_windows(tokens, starts, self.block_size)
+
+
+class TokenBinDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        data_dir: Path = Path("data/shakespeare_char"),
+        source: Optional[str] = None,
+        tokenizer: Literal["char", "gpt2"] = "char",
+        block_size: int = 256,
+        batch_size: int = 64,
+        val_batches: int = 200,
+        num_workers: int = 0,
+        seed: int = 1337,
+    ) -> None:
+        """Token bins made by `prepare`, served as random training windows and fixed validation windows.
+
+        Args:
+            data_dir: folder with train.bin, val.bin and meta.json.
+            source: what to prepare into data_dir when its bins are missing (`tinyshakespeare`, a .txt file or a
+                folder of them); None means the folder must already be prepared.
+            tokenizer: tokenizer used when preparing from source (`char` or `gpt2`).
+            block_size: context length T of each window; the model's block_size is linked to it.
+            batch_size: windows per micro-batch, per device.
+            val_batches: batches in one validation pass, over all devices together.
+            num_workers: dataloader worker processes for training batches (0: in the main process).
+            seed: seed of the training window stream (batch k on rank r depends only on seed, r and k).
+        """
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.source, self.tokenizer = source, tokenizer
+        self.block_size, self.batch_size = block_size, batch_size
+        self.val_batches, self.num_workers, self.seed = val_batches, num_workers, seed
+        self.batches_consumed = 0  # of the training stream, restored from a checkpoint on resume
+        self._meta: Optional[dict] = None
+
+    # ------------------------------------------------------------ meta.json, preparing on demand
+
+    @property
+    def meta(self) -> dict:
+        if self._meta is None:
+            meta = read_meta(self.data_dir)
+            if meta is None:
+                if self.source is None:
+                    what = "does not exist" if not self.data_dir.exists() else f"has no {META_FILE}"
+                    raise UserError(
+                        f"Data folder {self.data_dir} {what}; prepare it with `python -m gpt_lightning prepare "
+                        f"--source SRC --out {self.data_dir}`, or set --data.source to prepare it automatically."
+                    )
+                meta = prepare(self.source, self.tokenizer, self.data_dir)
+            self._meta = meta
+        return self._meta
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.meta["vocab_size"])
+
+    @property
+    def tokenizer_meta(self) -> dict:
+        return self.meta["tokenizer"]
+
+    def prepare_data(self) -> None:
+        self.meta  # noqa: B018 - reading it prepares the folder when needed (rank 0 only, before setup)
+
+    # ------------------------------------------------------------ loaders
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        rank, _ = self._rank()
+        dataset = TrainWindows(
+            self.data_dir, self.meta, self.batch_size, self.block_size, self.seed, rank, self.batches_consumed
+        )
+        if self.meta["train_tokens"] <= self.block_size:
+            raise UserError(
+                f"The training split has {self.meta['train_tokens']} tokens, too few for block_size {self.block_size}."
+            )
+        return DataLoader(
+            dataset,
+            batch_size=None,  # the dataset yields whole batches: one gather per batch, not per window
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world_size = self._rank()
+        dataset = ValWindows(
+            self.data_dir, self.meta, self.batch_size, self.block_size, self.val_batches, rank, world_size
+        )
+        return DataLoader(dataset, batch_size=None, pin_memory=torch.cuda.is_available())
+
+    test_dataloader = val_dataloader
+
+    # ------------------------------------------------------------ the stream's position in checkpoints
+
+    def state_dict(self) -> dict:
+        # Counted from the optimizer step, not from batches fetched: the Trainer prefetches one batch, so
+        # a count of fetched batches would be one ahead. Checkpoints are written at step boundaries.
+        trainer = self.trainer
+        consumed = trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else 0
+        return {"batches_consumed": consumed, "seed": self.seed, "world_size": self._rank()[1]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches_consumed = int(state.get("batches_consumed", 0))

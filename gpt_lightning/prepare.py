@@ -1,0 +1,169 @@
+"""`prepare`: text in, token bins out.
+
+A data folder holds `train.bin` and `val.bin` (token ids, uint16, or uint32 when the vocabulary does not fit)
+and `meta.json`, which says how to read and decode them. Everything is written under temporary names and
+renamed into place at the end, meta.json last, and a bin is only accepted by training when its size matches
+the count in meta.json: an interrupted prepare never leaves data that training would take.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from gpt_lightning.errors import UserError
+from gpt_lightning.sources import Source, resolve_source
+from gpt_lightning.tokenizer import GPT2Tokenizer, Tokenizer, build_tokenizer
+
+META_FILE = "meta.json"
+SPLITS = ("train", "val")
+FORMAT_VERSION = 1
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
+def read_meta(data_dir: Path) -> dict | None:
+    """meta.json of a data folder, or None when there is none."""
+    path = Path(data_dir) / META_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); prepare the folder again with --overwrite.") from e
+
+
+class _BinWriter:
+    """Appends token arrays to a temporary file; `commit` renames it into place."""
+
+    def __init__(self, path: Path, dtype: np.dtype) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.dtype = dtype
+        self.count = 0
+        self.file = open(self.tmp, "wb")
+
+    def write(self, ids: list[int] | np.ndarray) -> None:
+        arr = np.asarray(ids, dtype=self.dtype)
+        arr.tofile(self.file)
+        self.count += arr.size
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def split_documents(source: Source, val_fraction: float) -> Iterator[tuple[str, str]]:
+    """(split, text) pieces. Few documents (a single text, as nanoGPT's corpora): each is cut at
+    (1 - val_fraction) of its characters, so val is the tail. Many documents: every (1/val_fraction)-th
+    document goes whole to val, deterministically, so the split never depends on the order of reading."""
+    if val_fraction <= 0:
+        for doc in source.documents():
+            yield "train", doc
+        return
+    if len(source) < math.ceil(2 / val_fraction):
+        for doc in source.documents():
+            cut = int(len(doc) * (1 - val_fraction))
+            yield "train", doc[:cut]
+            yield "val", doc[cut:]
+        return
+    every = max(2, round(1 / val_fraction))
+    for i, doc in enumerate(source.documents()):
+        yield ("val" if (i + 1) % every == 0 else "train"), doc
+
+
+def prepare(
+    source: str,
+    tokenizer: Literal["char", "gpt2"] = "char",
+    out: Path = Path("data/shakespeare_char"),
+    val_fraction: float = 0.1,
+    overwrite: bool = False,
+) -> dict:
+    """Tokenize a text corpus into train.bin / val.bin / meta.json.
+
+    Args:
+        source: `tinyshakespeare`, a .txt file, or a folder of .txt files (each file one document).
+        tokenizer: `char` (vocabulary = the corpus's sorted characters) or `gpt2` (tiktoken's GPT-2 BPE,
+            `<|endoftext|>` after each document).
+        out: the data folder to write.
+        val_fraction: share of the text held out for validation.
+        overwrite: replace a folder prepared with another tokenizer or corpus.
+    """
+    if not 0 <= val_fraction < 1:
+        raise UserError(f"--val_fraction must be in [0, 1), got {val_fraction}.")
+    out = Path(out)
+    src = resolve_source(source)
+    existing = read_meta(out)
+    if existing is not None and not overwrite:
+        old_tok = existing.get("tokenizer", {}).get("kind")
+        old_corpus = existing.get("source", {}).get("corpus")
+        if old_tok != tokenizer or old_corpus != src.corpus:
+            raise UserError(
+                f"{out} already holds {old_corpus!r} bins made with the {old_tok!r} tokenizer; "
+                f"pass --overwrite to replace them with {src.corpus!r} / {tokenizer!r}, or choose another --out."
+            )
+
+    tok = _tokenizer_for(src, tokenizer)
+    dtype = token_dtype(tok.vocab_size)
+    out.mkdir(parents=True, exist_ok=True)
+    writers = {split: _BinWriter(out / f"{split}.bin", dtype) for split in SPLITS}
+    digest = hashlib.sha256()
+    eot = [tok.eot_token] if isinstance(tok, GPT2Tokenizer) else []
+    try:
+        with tqdm(desc=f"prepare {src.corpus}", unit="char", unit_scale=True, disable=None) as bar:
+            for split, text in split_documents(src, val_fraction):
+                digest.update(text.encode("utf-8"))
+                if text:
+                    writers[split].write(tok.encode(text) + eot)
+                bar.update(len(text))
+        counts = {split: w.count for split, w in writers.items()}
+        if counts["train"] == 0:
+            raise UserError(f"Source {source!r} has no text to train on; check that its files are not empty.")
+        if counts["val"] == 0 and val_fraction > 0:
+            raise UserError(f"Source {source!r} is too small to hold out a validation split; use more text.")
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "vocab_size": tok.vocab_size,
+            "tokenizer": tok.to_meta(),
+            "dtype": dtype.name,
+            "train_tokens": counts["train"],
+            "val_tokens": counts["val"],
+            "val_fraction": val_fraction,
+            "source": {"name": src.name, "corpus": src.corpus, "documents": len(src), "sha256": digest.hexdigest()},
+        }
+        # Old meta.json goes first, new meta.json last: in between, no meta means no data training accepts.
+        (out / META_FILE).unlink(missing_ok=True)
+        for w in writers.values():
+            w.commit()
+        tmp_meta = out / f".{META_FILE}.{os.getpid()}.tmp"
+        tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp_meta, out / META_FILE)
+    finally:
+        for w in writers.values():
+            if not w.file.closed or w.tmp.exists():
+                w.discard()
+    return meta
+
+
+def _tokenizer_for(src: Source, kind: str) -> Tokenizer:
+    if kind != "char":
+        return build_tokenizer(kind)
+    chars: set[str] = set()
+    for doc in tqdm(src.documents(), desc="vocabulary", unit="doc", total=len(src), disable=None, leave=False):
+        chars.update(doc)
+    if not chars:
+        raise UserError(f"Source {src.name!r} is empty; there is no text to build a vocabulary from.")
+    return build_tokenizer("char", "".join(sorted(chars)))
