@@ -8,6 +8,7 @@ The other subcommands (`prepare`, ...) are plain functions whose signatures json
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Callable, Optional
 
 import torch
@@ -20,6 +21,10 @@ from gpt_lightning.errors import reported_user_errors
 from gpt_lightning.module import GPTLightningModule
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+# The validation dataset has a length so progress bars know their total; it is not split over workers, so
+# Lightning's warning about lengths with several workers does not apply.
+warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined.*")
 
 
 def auto_precision() -> str:
