@@ -186,58 +186,89 @@ def test_hub_name_offline_without_cache_says_how_to_pass_a_folder(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-# ---------------------------------------------------------------- the whole path through the CLI
+# ---------------------------------------------------------------- the presets through the CLI
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def tiny_corpus(tmp_path: Path) -> Path:
-    path = tmp_path / "corpus.txt"
+@pytest.fixture(scope="module")
+def gpt2_run(tmp_path_factory):
+    """A random one-layer GPT-2 with GPT-2's vocabulary saved by transformers, and a small corpus prepared
+    with GPT-2 BPE, as the presets expect."""
+    root = tmp_path_factory.mktemp("gpt2_run")
+    hf = random_hf_model(vocab_size=50257, n_layer=1, n_embd=16, n_head=2)
+    hf.save_pretrained(root / "hf")
+    corpus = root / "corpus.txt"
     if SHAKESPEARE.is_file():
-        path.write_text(SHAKESPEARE.read_text()[:30_000])
+        corpus.write_text(SHAKESPEARE.read_text()[:30_000])
     else:
-        path.write_text("".join(chr(32 + (i * 7919) % 65) for i in range(30_000)))
-    return path
+        corpus.write_text(" ".join(f"word{i % 997} and{i % 13}" for i in range(6_000)))
+    main(["prepare", str(corpus), "--tokenizer", "gpt2", "--out", str(root / "data")])
+    return root, hf
 
 
-def test_fit_from_local_hf_folder_compiled_then_export_and_generate(tmp_path, monkeypatch):
-    """HF folder -> `fit` (compiled, learning rate 0) -> checkpoint -> `export` -> transformers: the logits of
-    the original HF model come back (the position table cropped to block_size 16), and no key carries
-    torch.compile's `_orig_mod.`."""
+def test_eval_preset_val_loss_equals_transformers(gpt2_run, tmp_path, monkeypatch):
+    from gpt_lightning.cli import GPTLightningCLI
+    from gpt_lightning.data import ValWindows
+    from gpt_lightning.prepare import read_meta
+
+    root, hf = gpt2_run
     monkeypatch.chdir(tmp_path)
-    hf = random_hf_model(vocab_size=65, n_layer=1)  # one layer: compiling is the slow part
-    hf.save_pretrained(tmp_path / "hf")
-    main(["prepare", str(tiny_corpus(tmp_path)), "--tokenizer", "char", "--out", "data"])
+    args = ["validate", "--config", str(CONFIGS / "eval_gpt2.yaml"), "--model.init_from", str(root / "hf")]
+    args += ["--data.data_dir", str(root / "data"), "--data.block_size", "16", "--data.batch_size", "4"]
+    args += ["--data.val_batches", "3", "--trainer.enable_progress_bar", "false"]
+    cli = GPTLightningCLI(args=args)
+    ours = float(cli.trainer.callback_metrics["val/loss"])
+    meta = read_meta(root / "data")
+    losses = []
+    for x, y in ValWindows(root / "data", meta, 4, 16, num_batches=3, rank=0, world_size=1):
+        logits = hf_logits(hf, x)
+        losses.append(torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()))
+    assert ours == pytest.approx(float(torch.stack(losses).mean()), abs=1e-5)
+
+
+def test_finetune_preset_compiled_then_export_and_generate(gpt2_run, tmp_path, monkeypatch):
+    """Local HF folder -> the finetune preset's `fit` (compiled, learning rate 0) -> checkpoint -> `export` ->
+    transformers: the original HF model's logits come back (position table cropped to block_size 16), and
+    no key carries torch.compile's `_orig_mod.`."""
+    root, hf = gpt2_run
+    monkeypatch.chdir(tmp_path)
     ckpt_dir = tmp_path / "ckpt"
     main([
-        "fit", "--model.init_from", str(tmp_path / "hf"), "--model.compile", "true",
-        "--model.learning_rate", "0", "--model.decay_lr", "false", "--model.weight_decay", "0",
-        "--data.data_dir", "data", "--data.block_size", "16", "--data.batch_size", "4", "--data.val_batches", "2",
-        "--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false",
-        "--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger", "--trainer.logger.save_dir", "logs",
-        "--trainer.limit_val_batches", "0", "--checkpoint.dirpath", str(ckpt_dir),
-        "--last_checkpoint.every_n_train_steps", "2",
+        "fit", "--config", str(CONFIGS / "finetune_shakespeare.yaml"), "--model.init_from", str(root / "hf"),
+        "--model.compile", "true", "--model.learning_rate", "0", "--model.weight_decay", "0",
+        "--data.data_dir", str(root / "data"), "--data.block_size", "16", "--data.batch_size", "4",
+        "--trainer.accumulate_grad_batches", "1", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "0",
+        "--trainer.enable_progress_bar", "false", "--checkpoint.dirpath", str(ckpt_dir),
     ])  # fmt: skip
     ckpt_path = ckpt_dir / "last.ckpt"
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     assert not [k for k in ckpt["state_dict"] if "_orig_mod" in k or "module." in k]
-    assert ckpt["hyper_parameters"]["init_from"] == "scratch" and ckpt["hyper_parameters"]["n_layer"] == 1
+    hp = ckpt["hyper_parameters"]
+    assert (hp["init_from"], hp["n_layer"], hp["block_size"]) == ("scratch", 1, 16)
+    assert hp["tokenizer"] == {"kind": "gpt2", "encoding": "gpt2"}
 
     main(["export", "--ckpt_path", str(ckpt_path), "--out", "exported"])
     back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "exported").eval()
     assert back.config.n_positions == 16
-    vocab = back.config.vocab_size  # the data's: a 30k-character corpus may lack some of the 65 characters
-    idx = torch.randint(0, vocab, (2, 16))
-    torch.testing.assert_close(hf_logits(back, idx), hf_logits(hf, idx)[..., :vocab], atol=1e-5, rtol=0)
+    idx = torch.randint(0, 50257, (2, 16))
+    torch.testing.assert_close(hf_logits(back, idx), hf_logits(hf, idx), atol=1e-5, rtol=0)
 
     # an older file with wrapper prefixes (torch.compile(model), DDP) still loads and exports
     ckpt["state_dict"] = {k.replace("model.", "model._orig_mod.module.", 1): v for k, v in ckpt["state_dict"].items()}
     torch.save(ckpt, tmp_path / "old.ckpt")
     config, sd, tokenizer = read_checkpoint(tmp_path / "old.ckpt")
-    assert "transformer.wte.weight" in sd and tokenizer["kind"] == "char"
+    assert "transformer.wte.weight" in sd and tokenizer["kind"] == "gpt2"
     module = GPTLightningModule.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")
-    torch.testing.assert_close(our_logits(module.model.eval(), idx), hf_logits(hf, idx)[..., :vocab], atol=1e-5, rtol=0)
+    torch.testing.assert_close(our_logits(module.model.eval(), idx), hf_logits(hf, idx), atol=1e-5, rtol=0)
 
+    # and the imported checkpoint generates, the same tokens as transformers' greedy decoding
     from gpt_lightning.generation import generate_text
-    from gpt_lightning.tokenizer import tokenizer_from_meta
 
-    text = generate_text(module.model, tokenizer_from_meta(module.hparams.tokenizer), "ROMEO:", 20, temperature=0)
-    assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + 20
+    tok = GPT2Tokenizer()
+    prompt = "ROMEO:"
+    text = generate_text(module.model, tok, prompt, 8, temperature=0)
+    prompt_ids = torch.tensor([tok.encode(prompt)])
+    with torch.no_grad():
+        expected = hf.generate(prompt_ids, max_new_tokens=8, do_sample=False, pad_token_id=0)[0, prompt_ids.size(1) :]
+    assert text == prompt + tok.decode(expected.tolist())
