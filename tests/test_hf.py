@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,8 +73,13 @@ def imported(init_from) -> GPT:
 def test_import_folder_and_file_give_hf_logits(tmp_path, activation):
     hf = random_hf_model(activation_function=activation)
     hf.save_pretrained(tmp_path / "hf")
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="40KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    (tmp_path / "bin").mkdir()  # the older pickle format some hub folders still have
+    shutil.copy(tmp_path / "hf" / "config.json", tmp_path / "bin")
+    torch.save(hf.state_dict(), tmp_path / "bin" / "pytorch_model.bin")
     idx = torch.randint(0, 97, (2, 32))
-    for source in (tmp_path / "hf", tmp_path / "hf" / "model.safetensors"):
+    for source in (tmp_path / "hf", tmp_path / "hf" / "model.safetensors", tmp_path / "sharded", tmp_path / "bin"):
         ours = imported(source)
         assert ours.config.gelu_approximate == ("tanh" if activation == "gelu_new" else "none")
         torch.testing.assert_close(our_logits(ours, idx), hf_logits(hf, idx), atol=1e-5, rtol=0)
