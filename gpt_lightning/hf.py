@@ -132,7 +132,7 @@ def hf_to_state_dict(hf_sd: dict, config: GPTConfig) -> dict:
         if not key.startswith("transformer."):
             key = "transformer." + key
         if key.endswith(CONV1D):
-            value = value.t()
+            value = value.t().contiguous()  # contiguous: these tensors become the model's parameters
         sd[key] = value.float() if value.is_floating_point() else value  # some hub files are fp16
     lm_head = hf_sd.get("lm_head.weight")
     wte = sd.get("transformer.wte.weight")
@@ -258,7 +258,6 @@ def load_pretrained(init_from: str) -> tuple[GPTConfig, dict, Optional[dict]]:
                 f"--model.init_from={init_from!r} is neither a file or folder nor one of "
                 f"{', '.join(['scratch', *HUB_MODELS])}; pass an existing GPT-2 folder or .safetensors file."
             )
-    hf_config = None
     if path.is_dir():
         folder = path
         candidates = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"]
@@ -320,7 +319,7 @@ def adapt_pretrained(
             )
         # ids past the data's vocabulary never occur: drop their rows (nanoGPT's 50304 padding, for example),
         # so the checkpoint's vocab_size is the data's and resuming it needs nothing else
-        sd = {**sd, "transformer.wte.weight": sd["transformer.wte.weight"][:vocab_size]}
+        sd = {**sd, "transformer.wte.weight": sd["transformer.wte.weight"][:vocab_size].clone()}
         sd["lm_head.weight"] = sd["transformer.wte.weight"]
     if block_size is not None and block_size != config.block_size:
         if block_size > config.block_size:
@@ -328,7 +327,8 @@ def adapt_pretrained(
                 f"block_size {block_size} is longer than the {config.block_size} positions {source} was trained "
                 f"with; use --data.block_size {config.block_size} or less."
             )
-        sd = {**sd, "transformer.wpe.weight": sd["transformer.wpe.weight"][:block_size]}  # nanoGPT's crop
+        # nanoGPT's crop; a copy, so the checkpoint does not keep the whole table's storage
+        sd = {**sd, "transformer.wpe.weight": sd["transformer.wpe.weight"][:block_size].clone()}
     config = GPTConfig(
         **{
             **asdict(config),

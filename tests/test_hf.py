@@ -159,6 +159,8 @@ def test_module_refuses_conflicts_and_crops(tmp_path):
     # the checkpoint's hyper_parameters rebuild it without the source: resolved architecture, init_from scratch
     assert module.hparams.init_from == "scratch" and module.hparams.n_head == 4
     assert module.hparams.gelu_approximate == "tanh"
+    assert module.model.lm_head.weight is module.model.transformer.wte.weight  # still tied
+    assert all(p.is_contiguous() for p in module.parameters())  # the Conv1D transposes are copies
     for kwargs, message in [
         (dict(n_layer=3), "n_layer=3 conflicts"),
         (dict(bias=False), "bias=False conflicts"),
