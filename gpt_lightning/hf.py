@@ -136,7 +136,7 @@ def hf_to_state_dict(hf_sd: dict, config: GPTConfig) -> dict:
         sd[key] = value.float() if value.is_floating_point() else value  # some hub files are fp16
     lm_head = hf_sd.get("lm_head.weight")
     wte = sd.get("transformer.wte.weight")
-    if lm_head is not None and wte is not None and not torch.equal(lm_head, wte):
+    if lm_head is not None and wte is not None and not torch.equal(lm_head.float(), wte):
         raise UserError("This model's lm_head is not tied to its token embedding (wte); our GPT requires them tied.")
     if not config.bias:
         for key in [k for k in sd if k.endswith(".bias")]:
