@@ -98,9 +98,16 @@ def run_prepare(args: list[str]) -> None:
     )
 
 
+def run_export(args: list[str]) -> None:
+    from gpt_lightning.hf import run_export
+
+    run_export(args)
+
+
 # Subcommands that are not LightningCLI ones: name -> function taking the remaining arguments.
 EXTRA_SUBCOMMANDS: dict[str, Callable[[list[str]], None]] = {
     "prepare": run_prepare,
+    "export": run_export,
 }
 
 
