@@ -263,8 +263,11 @@ class GPT(nn.Module):
 
         temperature 0 is greedy (argmax). With kv_cache the prompt is run once and each new token attends to
         the cached keys and values; once the sequence outgrows block_size the context is cropped to its last
-        block_size tokens and recomputed, as without the cache, so both give the same tokens.
+        block_size tokens and recomputed, as without the cache, so both give the same tokens. (Learned absolute
+        positions leave no cheaper exact way: after a crop every token sits at a new position. So past
+        block_size each step costs a full forward, cache or not.)
         """
+        check_sampling_args(temperature, top_k, top_p)
         block_size = self.config.block_size
         try:
             if kv_cache:
@@ -276,7 +279,9 @@ class GPT(nn.Module):
                     if kv_cache:
                         self._set_kv_cache(idx.size(0))
                     pending = idx[:, -block_size:]
-                logits, _ = self(pending)
+                # forward, not __call__: a model compiled in place (module.py's configure_model) would recompile
+                # for every new cache length; decoding one token is cheap enough in eager mode
+                logits, _ = self.forward(pending)
                 next_token = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
                 idx = torch.cat((idx, next_token), dim=1)
                 pending = next_token
@@ -289,6 +294,16 @@ class GPT(nn.Module):
         """idx (B, T) followed by max_new_tokens sampled tokens: (B, T + max_new_tokens)."""
         new = list(self.generate_tokens(idx, max_new_tokens, **kwargs))
         return torch.cat([idx, *new], dim=1)
+
+
+def check_sampling_args(temperature: float, top_k: Optional[int] = None, top_p: Optional[float] = None) -> None:
+    """Raise ValueError, saying what to pass instead, for settings that define no distribution."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}.")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1 (or None for the whole vocabulary), got {top_k}.")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1] (or None for no nucleus cut), got {top_p}.")
 
 
 def sample_next_token(
