@@ -274,3 +274,38 @@ def test_missing_or_unreadable_checkpoint(tmp_path, capsys):
     torch.save({"state_dict": {"w": torch.zeros(1000)}}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:300])
     assert "Could not read checkpoint" in run_error([f"--ckpt_path={truncated}"], capsys)
+
+
+# ------------------------------------------------------------------ the training-time samples use the same code
+
+
+def test_text_sample_callback_writes_generated_text(tmp_path):
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gpt_lightning.callbacks import TextSampleCallback
+    from gpt_lightning.errors import UserError
+    from gpt_lightning.module import GPTLightningModule
+
+    tok = CharTokenizer.from_text(TEXT)
+    x = torch.randint(0, tok.vocab_size, (4, 17))
+    loader = torch.utils.data.DataLoader(list(zip(x[:, :-1], x[:, 1:])), batch_size=4)
+
+    def fit(prompt: str) -> None:
+        module = GPTLightningModule(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16,
+                                    compile=False, tokenizer=tok.to_meta())
+        trainer = L.Trainer(
+            accelerator="cpu", max_steps=1, logger=TensorBoardLogger(tmp_path, name="tb", version=0),
+            callbacks=[TextSampleCallback(prompt=prompt, max_new_tokens=20)], num_sanity_val_steps=0,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        )
+        trainer.fit(module, loader, loader)
+
+    with pytest.raises(UserError, match="'Ω'"):
+        fit("Ω")  # refused before training starts
+    fit("ROMEO:")
+    events = EventAccumulator(str(tmp_path / "tb" / "version_0"), size_guidance={"tensors": 0}).Reload()
+    (sample,) = [t for t in events.Tags()["tensors"] if t.startswith("samples")]
+    text = events.Tensors(sample)[0].tensor_proto.string_val[0].decode()
+    assert text.startswith("    ROMEO:") and len(text.replace("\n    ", "\n")) == 4 + len("ROMEO:") + 20
