@@ -71,7 +71,9 @@ def stream_text(
     that ends inside a character)."""
     idx = _prompt_tensor(model, encode_prompt(tokenizer, prompt))
     text = TextStream(tokenizer)
-    for token in model.generate_tokens(idx, max_new_tokens, temperature, top_k, top_p, kv_cache, generator):
+    for token in model.generate_tokens(
+        idx, max_new_tokens, temperature, top_k, top_p, kv_cache, generator, tokenizer.vocab_size
+    ):
         yield text.push([int(token[0, 0])])
     yield text.flush()
 
@@ -96,6 +98,8 @@ def generate_batch(
     """num_samples continuations of prompt, generated side by side as one batch (faster than one after the
     other where the hardware has parallelism to spare, e.g. a GPU); returns the continuations only."""
     idx = _prompt_tensor(model, encode_prompt(tokenizer, prompt), num_samples)
-    new = list(model.generate_tokens(idx, max_new_tokens, temperature, top_k, top_p, kv_cache, generator))
-    tokens = torch.cat(new, dim=1).tolist()  # (num_samples, max_new_tokens)
+    steps = model.generate_tokens(
+        idx, max_new_tokens, temperature, top_k, top_p, kv_cache, generator, tokenizer.vocab_size
+    )
+    tokens = torch.cat(list(steps), dim=1).tolist()  # (num_samples, max_new_tokens)
     return [tokenizer.decode(row) for row in tokens]

@@ -258,8 +258,12 @@ class GPT(nn.Module):
         top_p: Optional[float] = None,
         kv_cache: bool = True,
         generator: Optional[torch.Generator] = None,
+        vocab_size: Optional[int] = None,
     ) -> Iterator[torch.Tensor]:
         """Yield max_new_tokens next tokens (B, 1) one at a time, continuing the token ids idx (B, T).
+
+        vocab_size: draw only among the first vocab_size ids, those the tokenizer can decode (GPT-2's 50257
+        of the 50304 a padded model scores); None: all of them.
 
         temperature 0 is greedy (argmax). With kv_cache the prompt is run once and each new token attends to
         the cached keys and values; once the sequence outgrows block_size the context is cropped to its last
@@ -282,7 +286,8 @@ class GPT(nn.Module):
                 # forward, not __call__: a model compiled in place (module.py's configure_model) would recompile
                 # for every new cache length; decoding one token is cheap enough in eager mode
                 logits, _ = self.forward(pending)
-                next_token = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
+                logits = logits[:, -1, :vocab_size]  # (B, vocab): a prefix, so ids keep their meaning
+                next_token = sample_next_token(logits, temperature, top_k, top_p, generator)  # (B, 1)
                 idx = torch.cat((idx, next_token), dim=1)
                 pending = next_token
                 yield next_token

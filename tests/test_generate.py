@@ -72,6 +72,17 @@ def test_batched_samples_equal_streamed_ones():
 # ------------------------------------------------------------------ sampling
 
 
+def test_padded_vocabulary_ids_are_never_drawn():
+    """GPT-2 models score 50304 ids, the tokenizer decodes 50257: generation keeps to the tokenizer's."""
+    model = lively_model()
+    with torch.no_grad():
+        model.lm_head.weight[5:] += 3.0  # make the "padding" ids 5..10 the likely ones
+    idx = torch.zeros(4, 3, dtype=torch.long)
+    free = model.generate(idx, 30, temperature=1.0, generator=torch.Generator().manual_seed(0))[:, 3:]
+    kept = model.generate(idx, 30, temperature=1.0, generator=torch.Generator().manual_seed(0), vocab_size=5)[:, 3:]
+    assert (free >= 5).any() and (kept < 5).all()
+
+
 def test_top_k_keeps_exactly_the_k_most_likely_tokens():
     logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
     probs = next_token_probs(logits, temperature=0.7, top_k=5)
@@ -215,7 +226,8 @@ def test_gpt2_checkpoint_decodes(gpt2_ckpt, tmp_path):
         assert s.startswith("Hello, world — naïve") and len(s) > len("Hello, world — naïve")
     # streaming gives the same text as decoding the generated ids in one go
     gen = torch.Generator().manual_seed(3)
-    ids = model.generate(torch.tensor([tok.encode("Hi")]), 12, temperature=1.0, generator=gen)[0, 1:].tolist()
+    ids = model.generate(torch.tensor([tok.encode("Hi")]), 12, temperature=1.0, generator=gen, vocab_size=tok.vocab_size)
+    ids = ids[0, 1:].tolist()
     streamed = "".join(stream_text(model, tok, "Hi", 12, temperature=1.0, generator=torch.Generator().manual_seed(3)))
     assert streamed == tok.decode(ids)
     # an empty prompt starts at <|endoftext|>
