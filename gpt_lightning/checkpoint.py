@@ -88,28 +88,29 @@ def config_from_checkpoint(checkpoint: dict) -> GPTConfig:
         raise UserError(f"The checkpoint's model settings are invalid ({e}); was it written by gpt_lightning?") from e
 
 
-def tokenizer_from_checkpoint(checkpoint: dict, vocab_size: int) -> Optional[Tokenizer]:
-    """The tokenizer saved with the model; for nanoGPT's ckpt.pt (none saved), GPT-2's BPE when the
+def tokenizer_meta_from_checkpoint(checkpoint: dict, vocab_size: int) -> Optional[dict]:
+    """The tokenizer meta saved with the model; for nanoGPT's ckpt.pt (none saved), GPT-2's BPE when the
     vocabulary is GPT-2-sized. None when unknown."""
     meta = (checkpoint.get("hyper_parameters") or {}).get("tokenizer")
     if meta:
-        return tokenizer_from_meta(meta)
+        return meta
     if "model_args" in checkpoint and vocab_size >= 50257:
-        return tokenizer_from_meta({"kind": "gpt2", "encoding": "gpt2"})
+        return {"kind": "gpt2", "encoding": "gpt2"}
     return None
 
 
-def load_checkpoint_model(
-    path: Union[str, Path], device: Union[str, torch.device] = "cpu"
-) -> tuple[GPT, Optional[Tokenizer]]:
-    """The trained GPT of a checkpoint, on `device` and in eval mode, and its tokenizer (None if the
-    checkpoint does not say which). Raises UserError for a missing, unreadable or mismatched file."""
+def read_gpt_checkpoint(path: Union[str, Path]) -> tuple[GPTConfig, dict, Optional[dict]]:
+    """(config, the GPT's state dict, tokenizer meta or None) of a checkpoint, without building the model."""
     checkpoint = read_checkpoint(path)
     config = config_from_checkpoint(checkpoint)
     raw = checkpoint.get("state_dict") or checkpoint.get("model")
     if not isinstance(raw, dict):
         raise UserError(f"Checkpoint {path} has no model weights (no state_dict); pass a .ckpt written by `fit`.")
-    state_dict = gpt_state_dict(raw)
+    return config, gpt_state_dict(raw), tokenizer_meta_from_checkpoint(checkpoint, config.vocab_size)
+
+
+def build_model(config: GPTConfig, state_dict: dict, source: str = "the checkpoint") -> GPT:
+    """A GPT of this config holding exactly these weights (UserError if names or shapes disagree)."""
     # On the meta device: no time or memory spent on a random init that is overwritten next. (The model's
     # only buffer, the causal mask of PyTorch without scaled_dot_product_attention, is never built on >= 2.0.)
     with torch.device("meta"):
@@ -119,13 +120,42 @@ def load_checkpoint_model(
     unexpected = sorted(state_dict.keys() - set(expected))
     if missing or unexpected:
         raise UserError(
-            f"Checkpoint {path} does not match its own model settings ({len(missing)} missing weights, e.g. "
+            f"{source} does not match its own model settings ({len(missing)} missing weights, e.g. "
             f"{missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}); was it written by gpt_lightning?"
         )
     try:
         model.load_state_dict(state_dict, assign=True)
     except RuntimeError as e:  # shape mismatch
-        raise UserError(f"Checkpoint {path} does not match its own model settings: {str(e).splitlines()[-1].strip()}") from e
+        raise UserError(f"{source} does not match its own model settings: {str(e).strip().splitlines()[-1].strip()}") from e
     model.transformer.wte.weight = model.lm_head.weight  # assign=True replaced the tied tensor: tie again
-    tokenizer = tokenizer_from_checkpoint(checkpoint, config.vocab_size)
+    return model
+
+
+def is_lightning_checkpoint(path: Union[str, Path]) -> bool:
+    """A .ckpt/.pt file (existing or not) or a folder with a last.ckpt, as opposed to pretrained GPT-2 weights
+    (a hub name, a Hugging Face folder, a .safetensors file), which gpt_lightning.hf reads."""
+    path = Path(path)
+    if path.suffix in (".ckpt", ".pt", ".pth"):
+        return True
+    return path.is_dir() and ((path / "last.ckpt").is_file() or (path / "checkpoints" / "last.ckpt").is_file())
+
+
+def load_checkpoint_model(
+    path: Union[str, Path], device: Union[str, torch.device] = "cpu"
+) -> tuple[GPT, Optional[Tokenizer]]:
+    """The GPT of a checkpoint written by `fit` (or of pretrained GPT-2 weights, where gpt_lightning.hf is
+    installed), on `device` and in eval mode, and its tokenizer (None if the file does not say which).
+    Raises UserError for a missing, unreadable or mismatched file."""
+    config = state_dict = meta = None
+    if not is_lightning_checkpoint(path):
+        try:
+            from gpt_lightning.hf import load_pretrained  # GPT-2 weights: hub name, HF folder, .safetensors
+        except ImportError:
+            pass
+        else:
+            config, state_dict, meta = load_pretrained(str(path))
+    if config is None:
+        config, state_dict, meta = read_gpt_checkpoint(path)
+    model = build_model(config, state_dict, f"Checkpoint {path}")
+    tokenizer = tokenizer_from_meta(meta) if meta else None
     return model.to(device).eval(), tokenizer

@@ -195,6 +195,33 @@ def test_state_dict_prefixes_of_wrappers_are_stripped():
     assert set(gpt_state_dict(wrapped)) == {"transformer.ln_f.weight", "lm_head.weight", "transformer.wte.weight"}
 
 
+def test_nanogpt_checkpoint_loads(tmp_path):
+    """nanoGPT's own ckpt.pt: model_args + a compiled model's state dict with the causal-mask buffers."""
+    model = lively_model(vocab_size=50304).float()
+    args = dict(n_layer=2, n_head=2, n_embd=16, block_size=16, bias=True, vocab_size=50304, dropout=0.0)
+    sd = {f"_orig_mod.{k}": v for k, v in model.state_dict().items()}
+    sd.update({f"_orig_mod.transformer.h.{i}.attn.bias": torch.ones(1, 1, 16, 16) for i in range(2)})
+    torch.save({"model_args": args, "model": sd, "iter_num": 5}, tmp_path / "ckpt.pt")
+    loaded, tok = load_checkpoint_model(tmp_path / "ckpt.pt")
+    assert isinstance(tok, GPT2Tokenizer)
+    idx = torch.randint(0, 50257, (1, 8))
+    torch.testing.assert_close(loaded(idx)[0], model(idx)[0])
+
+
+def test_pretrained_weights_go_through_the_hf_reader(monkeypatch):
+    """A name that is not a .ckpt (e.g. `gpt2`) is read by gpt_lightning.hf.load_pretrained, when present."""
+    import types
+
+    model = lively_model(vocab_size=50304).float()
+    fake = types.SimpleNamespace(
+        load_pretrained=lambda name: (model.config, model.state_dict(), {"kind": "gpt2", "encoding": "gpt2"})
+    )
+    monkeypatch.setitem(sys.modules, "gpt_lightning.hf", fake)
+    loaded, tok = load_checkpoint_model("gpt2")
+    assert isinstance(tok, GPT2Tokenizer)
+    assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
+
+
 def test_char_checkpoint_generates_from_the_cli(char_ckpt, capsys):
     """The real entry point, streaming 2 samples; the same seed gives the same text, another seed another."""
     args = ["generate", f"--ckpt_path={char_ckpt}", "--prompt=ROMEO:", "--max_new_tokens=30",
