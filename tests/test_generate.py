@@ -21,6 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n" * 30
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These models are tiny: threads gain nothing, and on a busy machine they lose a lot (OpenMP waits)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def lively_model(block_size: int = 16, vocab_size: int = 11, seed: int = 0) -> GPT:
     """A tiny float64 GPT with large random weights: its greedy continuations vary with the context (a
     default-initialised one repeats a single token, which would make cache bugs invisible), and float64
@@ -263,7 +272,7 @@ def test_gpt2_checkpoint_decodes(gpt2_ckpt, tmp_path):
 
 def test_generate_subprocess_end_to_end(char_ckpt):
     """`python -m gpt_lightning generate` as a user runs it: text on stdout, the rest on stderr."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "gpt_lightning", "generate", "--ckpt_path", str(char_ckpt), "--prompt", "ROMEO:",
          "--max_new_tokens", "20", "--temperature", "0", "--no_kv_cache"],
