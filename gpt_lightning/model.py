@@ -262,14 +262,13 @@ class GPT(nn.Module):
     ) -> Iterator[torch.Tensor]:
         """Yield max_new_tokens next tokens (B, 1) one at a time, continuing the token ids idx (B, T).
 
-        vocab_size: draw only among the first vocab_size ids, those the tokenizer can decode (GPT-2's 50257
-        of the 50304 a padded model scores); None: all of them.
-
         temperature 0 is greedy (argmax). With kv_cache the prompt is run once and each new token attends to
         the cached keys and values; once the sequence outgrows block_size the context is cropped to its last
         block_size tokens and recomputed, as without the cache, so both give the same tokens. (Learned absolute
         positions leave no cheaper exact way: after a crop every token sits at a new position. So past
         block_size each step costs a full forward, cache or not.)
+        vocab_size: draw only among the first vocab_size ids, those the tokenizer can decode (GPT-2's 50257
+        of the 50304 a padded model scores); None: all of them.
         """
         check_sampling_args(temperature, top_k, top_p)
         block_size = self.config.block_size
@@ -284,7 +283,7 @@ class GPT(nn.Module):
                         self._set_kv_cache(idx.size(0))
                     pending = idx[:, -block_size:]
                 # forward, not __call__: a model compiled in place (module.py's configure_model) would recompile
-                # for every new cache length; decoding one token is cheap enough in eager mode
+                # as the cache length changes; decoding one token at a time is cheap enough in eager mode
                 logits, _ = self.forward(pending)
                 logits = logits[:, -1, :vocab_size]  # (B, vocab): a prefix, so ids keep their meaning
                 next_token = sample_next_token(logits, temperature, top_k, top_p, generator)  # (B, 1)

@@ -15,6 +15,7 @@ import argparse
 import platform
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -59,8 +60,9 @@ def time_generation(model: GPT, idx: torch.Tensor, new_tokens: int, kv_cache: bo
     return time.perf_counter() - start, out
 
 
-def bench(name: str, device: torch.device) -> None:
-    config, new_tokens = SHAPES[name]
+def bench(name: str, device: torch.device, new_tokens: Optional[int] = None) -> None:
+    config, default_tokens = SHAPES[name]
+    new_tokens = new_tokens or default_tokens
     torch.manual_seed(0)
     model = GPT(config).to(device).eval()
     idx = torch.randint(0, config.vocab_size, (1, PROMPT_TOKENS), device=device)
@@ -85,6 +87,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--only", choices=sorted(SHAPES), default=None, help="run one shape only")
+    parser.add_argument("--new_tokens", type=int, default=None, help="override the shapes' new-token counts")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -92,7 +95,7 @@ def main() -> None:
     print(f"hardware: {hardware(device)}", flush=True)
     with torch.inference_mode():
         for name in [args.only] if args.only else SHAPES:
-            bench(name, device)
+            bench(name, device, args.new_tokens)
 
 
 if __name__ == "__main__":
