@@ -9,6 +9,7 @@ constructor arguments) and its weights in `state_dict` under `model.`. nanoGPT's
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Optional, Union
 
@@ -18,9 +19,6 @@ from gpt_lightning.errors import UserError
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.tokenizer import Tokenizer, tokenizer_from_meta
 
-# Keys a wrapper puts in front of the GPT's own parameter names: the LightningModule's `model.` attribute,
-# torch.compile's `_orig_mod.`, DDP's `module.`.
-_WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
 # Buffers other GPT implementations save that ours recomputes (nanoGPT's causal mask without flash, HF's).
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
@@ -54,17 +52,18 @@ def read_checkpoint(path: Union[str, Path]) -> dict:
     return checkpoint
 
 
+def strip_wrapper_prefixes(state_dict: dict) -> dict:
+    """Keys without the `_orig_mod.` (torch.compile) and `module.` (DDP) parts that wrapped models add,
+    wherever they sit (`model._orig_mod.transformer.wte.weight` -> `model.transformer.wte.weight`)."""
+    return {re.sub(r"(?<![^.])(_orig_mod|module)\.", "", key): value for key, value in state_dict.items()}
+
+
 def gpt_state_dict(state_dict: dict) -> dict:
-    """The GPT's own entries of a (wrapped) state dict: wrapper prefixes removed, foreign buffers dropped."""
+    """The GPT's own entries of a (wrapped) state dict: wrapper prefixes and the LightningModule's `model.`
+    removed, foreign buffers dropped."""
     out = {}
-    for key, value in state_dict.items():
-        key = key.replace("._orig_mod.", ".")
-        stripped = True
-        while stripped:  # e.g. module.model._orig_mod.transformer... -> transformer...
-            stripped = False
-            for prefix in _WRAPPER_PREFIXES:
-                if key.startswith(prefix):
-                    key, stripped = key[len(prefix) :], True
+    for key, value in strip_wrapper_prefixes(state_dict).items():
+        key = key.removeprefix("model.")
         if key.startswith(("transformer.", "lm_head.")) and not key.endswith(_IGNORED_SUFFIXES):
             out[key] = value
     # lm_head and wte share one tensor; a file may hold it under only one of the two names
@@ -83,7 +82,7 @@ def config_from_checkpoint(checkpoint: dict) -> GPTConfig:
         )
     fields = {f.name for f in dataclasses.fields(GPTConfig)}
     try:
-        return GPTConfig(**{k: v for k, v in hparams.items() if k in fields})
+        return GPTConfig(**{k: v for k, v in hparams.items() if k in fields and v is not None})
     except (TypeError, ValueError) as e:
         raise UserError(f"The checkpoint's model settings are invalid ({e}); was it written by gpt_lightning?") from e
 

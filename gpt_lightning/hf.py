@@ -26,6 +26,7 @@ from typing import Optional
 
 import torch
 
+from gpt_lightning.checkpoint import read_gpt_checkpoint, strip_wrapper_prefixes
 from gpt_lightning.errors import UserError
 from gpt_lightning.model import GPT, GPTConfig
 
@@ -46,12 +47,6 @@ CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_
 HF_BUFFERS = (".attn.bias", ".attn.masked_bias")
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")
 CONFIG_KEY = "gpt_lightning"  # our own entry in an exported config.json / safetensors metadata
-
-
-def strip_prefixes(state_dict: dict) -> dict:
-    """Keys without the `_orig_mod.` (torch.compile) and `module.` (DDP) parts that wrapped models add,
-    wherever they sit (`model._orig_mod.transformer.wte.weight` -> `model.transformer.wte.weight`)."""
-    return {re.sub(r"(?<![^.])(_orig_mod|module)\.", "", key): value for key, value in state_dict.items()}
 
 
 # ---------------------------------------------------------------- configs
@@ -126,7 +121,7 @@ def hf_config_from_gpt(config: GPTConfig, tokenizer: Optional[dict] = None) -> d
 def hf_to_state_dict(hf_sd: dict, config: GPTConfig) -> dict:
     """Our GPT's state dict from a GPT-2 one (GPT2LMHeadModel's `transformer.` keys or GPT2Model's bare ones)."""
     sd = {}
-    for key, value in strip_prefixes(hf_sd).items():
+    for key, value in strip_wrapper_prefixes(hf_sd).items():
         if key.endswith(HF_BUFFERS) or key == "lm_head.weight":
             continue  # causal-mask buffers; lm_head is wte (checked to be tied below)
         if not key.startswith("transformer."):
@@ -206,7 +201,7 @@ def read_safetensors(path: Path) -> tuple[dict, dict]:
 
 def infer_hf_config(sd: dict) -> dict:
     """A config.json dict for a bare GPT-2 weights file, from its tensor shapes (n_head from GPT-2's sizes)."""
-    sd = {k if not k.startswith("transformer.") else k[len("transformer.") :]: v for k, v in strip_prefixes(sd).items()}
+    sd = {k if not k.startswith("transformer.") else k[len("transformer.") :]: v for k, v in strip_wrapper_prefixes(sd).items()}
     if "wte.weight" not in sd or "wpe.weight" not in sd:
         raise UserError("The file has no wte/wpe tensors, so it is not a GPT-2 model; pass a GPT-2 folder or file.")
     vocab_size, n_embd = sd["wte.weight"].shape
@@ -343,25 +338,6 @@ def adapt_pretrained(
 # ---------------------------------------------------------------- checkpoints and export
 
 
-def read_checkpoint(path: Path) -> tuple[GPTConfig, dict, Optional[dict]]:
-    """(config, GPT state dict, tokenizer meta) of one of our Lightning checkpoints.
-
-    Minimal on purpose: a shared loader (checkpoint.py) may replace it. Prefixes of the LightningModule
-    (`model.`) and of torch.compile / DDP wrappers are stripped."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"Checkpoint {path} does not exist; pass the path of a .ckpt file written by `fit`.")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    hp = ckpt.get("hyper_parameters")
-    if hp is None or "state_dict" not in ckpt:
-        raise UserError(f"{path} has no hyper_parameters or state_dict; pass a checkpoint written by `fit`.")
-    names = {f.name for f in fields(GPTConfig)}
-    config = GPTConfig(**{k: v for k, v in hp.items() if k in names and v is not None})
-    sd = strip_prefixes(ckpt["state_dict"])
-    sd = {k[len("model.") :]: v for k, v in sd.items() if k.startswith("model.")}
-    return config, sd, hp.get("tokenizer")
-
-
 def export_model(config: GPTConfig, sd: dict, out: Path, tokenizer: Optional[dict] = None) -> Path:
     """Write out/ as a Hugging Face GPT-2 folder: config.json, model.safetensors and, for GPT-2 BPE models
     when the files are available offline, the tokenizer (vocab.json, merges.txt)."""
@@ -412,7 +388,7 @@ def export(*, ckpt_path: Path, out: Path) -> Path:
         ckpt_path: a .ckpt file (last.ckpt, best-*.ckpt).
         out: folder to write config.json, model.safetensors and, for GPT-2 BPE models, tokenizer files into.
     """
-    config, sd, tokenizer = read_checkpoint(ckpt_path)
+    config, sd, tokenizer = read_gpt_checkpoint(ckpt_path)
     return export_model(config, sd, out, tokenizer)
 
 

@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
+from gpt_lightning.checkpoint import strip_wrapper_prefixes
 from gpt_lightning.model import GPT, GPTConfig
 
 
@@ -122,9 +123,7 @@ class GPTLightningModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Our checkpoints never carry torch.compile / DDP wrapper prefixes, but older files may (`_orig_mod.`
         # from torch.compile(model), `module.` from a DDP-wrapped save): strip them before the state is loaded.
-        from gpt_lightning.hf import strip_prefixes
-
-        checkpoint["state_dict"] = strip_prefixes(checkpoint["state_dict"])
+        checkpoint["state_dict"] = strip_wrapper_prefixes(checkpoint["state_dict"])
 
     def configure_model(self) -> None:
         if self.hparams.compile is True or (self.hparams.compile == "auto" and self.device.type == "cuda"):

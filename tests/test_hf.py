@@ -20,7 +20,8 @@ transformers = pytest.importorskip("transformers")  # the hf extra (part of dev)
 
 from gpt_lightning.cli import main  # noqa: E402
 from gpt_lightning.errors import UserError  # noqa: E402
-from gpt_lightning.hf import export_model, load_pretrained, read_checkpoint  # noqa: E402
+from gpt_lightning.checkpoint import read_gpt_checkpoint  # noqa: E402
+from gpt_lightning.hf import export_model, load_pretrained  # noqa: E402
 from gpt_lightning.model import GPT, GPTConfig  # noqa: E402
 from gpt_lightning.module import GPTLightningModule  # noqa: E402
 from gpt_lightning.tokenizer import GPT2Tokenizer, offline_gpt2_files  # noqa: E402
@@ -265,7 +266,7 @@ def test_finetune_preset_compiled_then_export_and_generate(gpt2_run, tmp_path, m
     # an older file with wrapper prefixes (torch.compile(model), DDP) still loads and exports
     ckpt["state_dict"] = {k.replace("model.", "model._orig_mod.module.", 1): v for k, v in ckpt["state_dict"].items()}
     torch.save(ckpt, tmp_path / "old.ckpt")
-    config, sd, tokenizer = read_checkpoint(tmp_path / "old.ckpt")
+    config, sd, tokenizer = read_gpt_checkpoint(tmp_path / "old.ckpt")
     assert "transformer.wte.weight" in sd and tokenizer["kind"] == "gpt2"
     module = GPTLightningModule.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")
     torch.testing.assert_close(our_logits(module.model.eval(), idx), hf_logits(hf, idx), atol=1e-5, rtol=0)
