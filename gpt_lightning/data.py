@@ -110,6 +110,7 @@ class TokenBinDataModule(L.LightningDataModule):
         val_batches: int = 200,
         num_workers: int = 0,
         seed: int = 1337,
+        tokens_per_step: Optional[int] = None,
     ) -> None:
         """Token bins made by `prepare`, served as random training windows and fixed validation windows.
 
@@ -123,12 +124,16 @@ class TokenBinDataModule(L.LightningDataModule):
             val_batches: batches in one validation pass, over all devices together.
             num_workers: dataloader worker processes for training batches (0: in the main process).
             seed: seed of the training window stream (batch k on rank r depends only on seed, r and k).
+            tokens_per_step: global batch in tokens per optimizer step; the CLI derives
+                trainer.accumulate_grad_batches = tokens_per_step / (batch_size x block_size x devices x nodes).
+                None: accumulate_grad_batches is used as given.
         """
         super().__init__()
         self.data_dir = Path(data_dir)
         self.source, self.tokenizer = source, tokenizer
         self.block_size, self.batch_size = block_size, batch_size
         self.val_batches, self.num_workers, self.seed = val_batches, num_workers, seed
+        self.tokens_per_step = tokens_per_step
         self.batches_consumed = 0  # of the training stream, restored from a checkpoint on resume
         self._meta: Optional[dict] = None
 
