@@ -132,7 +132,7 @@ def run_prepare(args: list[str]) -> None:
 
     from gpt_lightning.prepare import prepare
 
-    meta = CLI(prepare, args=args)
+    meta = CLI(prepare, args=args, as_positional=False)  # --source SRC, as documented
     print(
         f"{meta['source']['corpus']}: vocab {meta['vocab_size']}, {meta['train_tokens']:,} train and "
         f"{meta['val_tokens']:,} val tokens ({meta['dtype']})"

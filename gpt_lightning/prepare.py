@@ -18,6 +18,7 @@ from typing import Iterator, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
+from gpt_lightning.encode import encode_batches, make_batches
 from gpt_lightning.errors import UserError
 from gpt_lightning.sources import Source, resolve_source
 from gpt_lightning.tokenizer import GPT2Tokenizer, Tokenizer, build_tokenizer
@@ -66,6 +67,25 @@ class _BinWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary bins of a prepare that was killed (SIGKILL, power loss) before it could clean up.
+    Their names carry the writer's pid; files of a prepare still running are left alone."""
+    for tmp in out.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def split_documents(source: Source, val_fraction: float) -> Iterator[tuple[str, str]]:
     """(split, text) pieces. Few documents (a single text, as nanoGPT's corpora): each is cut at
     (1 - val_fraction) of its characters, so val is the tail. Many documents: every (1/val_fraction)-th
@@ -91,17 +111,25 @@ def prepare(
     out: Path = Path("data/shakespeare_char"),
     val_fraction: float = 0.1,
     overwrite: bool = False,
+    num_proc: int = 1,
+    batch_chars: int = 4_000_000,
 ) -> dict:
     """Tokenize a text corpus into train.bin / val.bin / meta.json.
 
     Args:
-        source: `tinyshakespeare`, a .txt file, or a folder of .txt files (each file one document).
+        source: `tinyshakespeare`; a .txt file (one document) or .jsonl file (one document per line, its
+            "text" field); a folder of such files (read in sorted order); or `hf:NAME[:CONFIG]`, the train split
+            of a Hugging Face dataset (`hf` extra; NAME may be a local folder).
         tokenizer: `char` (vocabulary = the corpus's sorted characters) or `gpt2` (tiktoken's GPT-2 BPE,
             `<|endoftext|>` after each document).
         out: the data folder to write.
         val_fraction: share of the text held out for validation.
         overwrite: replace a folder prepared with another tokenizer or corpus.
+        num_proc: tokenizer processes; the bins are identical whatever the number.
+        batch_chars: characters per unit of work; memory stays near 2 x num_proc of them, whatever the corpus.
     """
+    if num_proc < 1 or batch_chars < 1:
+        raise UserError(f"--num_proc and --batch_chars must be positive, got {num_proc} and {batch_chars}.")
     if not 0 <= val_fraction < 1:
         raise UserError(f"--val_fraction must be in [0, 1), got {val_fraction}.")
     out = Path(out)
@@ -119,16 +147,27 @@ def prepare(
     tok = _tokenizer_for(src, tokenizer)
     dtype = token_dtype(tok.vocab_size)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     writers = {split: _BinWriter(out / f"{split}.bin", dtype) for split in SPLITS}
     digest = hashlib.sha256()
-    eot = [tok.eot_token] if isinstance(tok, GPT2Tokenizer) else []
+    eot = tok.eot_token if isinstance(tok, GPT2Tokenizer) else None
+
+    def pieces() -> Iterator[tuple[str, str, bool]]:
+        for split, text in split_documents(src, val_fraction):
+            digest.update(text.encode("utf-8"))
+            yield split, text, True  # each piece ends a document (a cut text's two halves end on their splits)
+
     try:
-        with tqdm(desc=f"prepare {src.corpus}", unit="char", unit_scale=True, disable=None) as bar:
-            for split, text in split_documents(src, val_fraction):
-                digest.update(text.encode("utf-8"))
-                if text:
-                    writers[split].write(tok.encode(text) + eot)
-                bar.update(len(text))
+        batches = make_batches(pieces(), batch_chars)
+        with tqdm(desc=f"prepare {src.corpus}", total=len(src), unit="doc", disable=None) as bar:
+            tokens = 0
+            for batch, arrays in encode_batches(batches, tok, eot, dtype, num_proc):
+                for split, arr in arrays.items():
+                    writers[split].write(arr)
+                    tokens += arr.size
+                bar.update(batch.documents)
+                elapsed = bar.format_dict["elapsed"] or 1e-9
+                bar.set_postfix_str(f"{tokens:,} tokens, {tokens / elapsed:,.0f} tok/s", refresh=False)
         counts = {split: w.count for split, w in writers.items()}
         if counts["train"] == 0:
             raise UserError(f"Source {source!r} has no text to train on; check that its files are not empty.")
