@@ -26,8 +26,8 @@ _SAFE_CUT = re.compile(r"(?<=\S)\s(?=\S)")
 
 
 def cut_text(text: str, max_chars: int) -> Iterator[str]:
-    """Pieces of `text` of at most about `max_chars` characters, cut only at safe points (see module doc).
-    A stretch of max_chars without one (no whitespace at all) is cut where it is."""
+    """Pieces of `text` of about `max_chars` characters at most, cut only at safe points (see module doc). A
+    piece is longer only where max_chars of text hold no safe point (a run without single spaces)."""
     start = 0
     while len(text) - start > max_chars:
         end = start + max_chars
@@ -36,8 +36,10 @@ def cut_text(text: str, max_chars: int) -> Iterator[str]:
         for m in _SAFE_CUT.finditer(text, start + max_chars // 2, end):
             cut = m.start()
         if cut is None:
-            m = _SAFE_CUT.search(text, end, end + max_chars)
-            cut = m.start() if m else end
+            m = _SAFE_CUT.search(text, end)
+            if m is None:
+                break
+            cut = m.start()
         yield text[start:cut]
         start = cut
     yield text[start:]
