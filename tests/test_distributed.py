@@ -208,3 +208,45 @@ def test_tokens_per_step_errors(data_dir, tmp_path, capsys, extra, message):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("error: ")
+
+
+# ------------------------------------------------------------------ the scale-out presets
+
+
+def preset(name: str, capsys, *overrides: str) -> dict:
+    import yaml
+
+    from gpt_lightning.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(ROOT / "configs" / name), *overrides, "--print_config"])
+    assert exc.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    "name, variants",
+    [
+        # (devices, nodes, batch_size) -> accumulation: the preset, then the README's ways to scale it, which
+        # all keep the recipe's 491,520 tokens per step
+        ("gpt2_124m.yaml", {(8, 1, 12): 5, (1, 1, 12): 40, (8, 2, 6): 5, (8, 4, 15): 1}),
+        ("gpt2_large_fsdp.yaml", {(8, 1, 6): 10}),
+    ],
+)
+def test_presets_parse_and_their_global_batch_divides(capsys, name, variants):
+    import types
+
+    from gpt_lightning.cli import set_tokens_per_step
+
+    cfg = preset(name, capsys)
+    preset_shape = (cfg["trainer"]["devices"], cfg["trainer"]["num_nodes"], cfg["data"]["batch_size"])
+    assert preset_shape == next(iter(variants))
+    for (devices, nodes, batch_size), accumulation in variants.items():
+        trainer = types.SimpleNamespace(num_devices=devices, num_nodes=nodes, accumulate_grad_batches=1)
+        data = types.SimpleNamespace(**{**cfg["data"], "batch_size": batch_size})
+        assert set_tokens_per_step(trainer, data) == 491_520
+        assert trainer.accumulate_grad_batches == accumulation
+    if "fsdp" in name:
+        strategy = cfg["trainer"]["strategy"]
+        assert strategy["class_path"] == "lightning.pytorch.strategies.FSDPStrategy"
+        assert strategy["init_args"]["auto_wrap_policy"] == ["gpt_lightning.model.Block"]
