@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import socket
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -48,7 +49,7 @@ class _BinWriter:
 
     def __init__(self, path: Path, dtype: np.dtype) -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.tmp = path.with_name(f".{path.name}.{temporary_tag()}")
         self.dtype = dtype
         self.count = 0
         self.file = open(self.tmp, "wb")
@@ -67,12 +68,18 @@ class _BinWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+def temporary_tag() -> str:
+    """The suffix of this process's temporary files: `tmp-PID-HOST`, so a later run can tell whose they are."""
+    return f"tmp-{os.getpid()}-{socket.gethostname()}"
+
+
 def remove_stale_temporaries(out: Path) -> None:
-    """Delete the temporary bins of a prepare that was killed (SIGKILL, power loss) before it could clean up.
-    Their names carry the writer's pid; files of a prepare still running are left alone."""
-    for tmp in out.glob(".*.tmp"):
-        pid = tmp.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _process_alive(int(pid)):
+    """Delete the temporary files of a prepare that was killed (SIGKILL, power loss) before it could clean up:
+    those of this host whose process is gone. Files of a prepare still running, here or on another node
+    sharing the folder, are left alone."""
+    for tmp in out.glob(".*.tmp-*"):
+        pid, _, host = tmp.name.rsplit(".tmp-", 1)[1].partition("-")
+        if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
@@ -187,7 +194,7 @@ def prepare(
         (out / META_FILE).unlink(missing_ok=True)
         for w in writers.values():
             w.commit()
-        tmp_meta = out / f".{META_FILE}.{os.getpid()}.tmp"
+        tmp_meta = out / f".{META_FILE}.{temporary_tag()}"
         tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
         os.replace(tmp_meta, out / META_FILE)
     finally:

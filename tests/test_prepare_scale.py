@@ -5,6 +5,7 @@ an interruption."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -142,11 +143,14 @@ def test_interrupted_prepare_keeps_old_data_and_reruns_cleanly(corpus, tmp_path,
 
     # a prepare killed outright (no cleanup ran) leaves temporaries named by its pid: a rerun removes them
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = out / f".train.bin.{int(dead.stdout)}.tmp"
+    stale = out / f".train.bin.tmp-{int(dead.stdout)}-{socket.gethostname()}"
     stale.write_bytes(b"\x00" * 1000)
+    elsewhere = out / f".val.bin.tmp-{int(dead.stdout)}-another-node"  # maybe still being written there
+    elsewhere.write_bytes(b"\x00" * 10)
     (out / "meta.json").unlink()
     meta = prepare(str(folder), "gpt2", out, overwrite=True, num_proc=2, batch_chars=300)
-    assert not stale.exists()
+    assert not stale.exists() and elsewhere.exists()
+    elsewhere.unlink()
     clean = prepare(str(folder), "gpt2", tmp_path / "clean")
     assert meta == clean and bins(out) == bins(tmp_path / "clean")
 
