@@ -86,6 +86,12 @@ class ValWindows(IterableDataset):
                 f"The validation split has {n_tokens} tokens, too few for one window of block_size {block_size}; "
                 "lower --data.block_size or prepare with a larger --val_fraction."
             )
+        if num_batches < world_size:
+            # a rank without batches would skip validation while the others wait for it to reduce val/loss
+            raise UserError(
+                f"--data.val_batches {num_batches} is less than the {world_size} ranks; give every rank at least "
+                f"one validation batch (--data.val_batches >= {world_size})."
+            )
         self.path, self.meta, self.block_size = path, meta, block_size
         starts = np.linspace(0, n_tokens - block_size - 1, num_batches * batch_size).astype(np.int64)
         self.batches = starts.reshape(num_batches, batch_size)[rank::world_size]

@@ -96,20 +96,8 @@ def ddp_run(data_dir, tmp_path_factory):
     return proc, records, out
 
 
-def reference_module() -> GPTLightningModule:
-    return GPTLightningModule(vocab_size=read_meta_vocab(), block_size=T, compile=False, **MODEL)
-
-
-_VOCAB: list[int] = []
-
-
-def read_meta_vocab() -> int:
-    return _VOCAB[0]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _vocab(data_dir):
-    _VOCAB[:] = [read_meta(data_dir)["vocab_size"]]
+def reference_module(data_dir: Path) -> GPTLightningModule:
+    return GPTLightningModule(vocab_size=read_meta(data_dir)["vocab_size"], block_size=T, compile=False, **MODEL)
 
 
 def test_ddp_run_through_cli(ddp_run):
@@ -137,13 +125,13 @@ def test_each_rank_draws_its_own_reproducible_windows(ddp_run, data_dir):
     assert not seen[0] & seen[1], "two ranks trained on the same windows"
 
 
-def test_gradient_and_update_equal_one_process_on_the_global_batch(ddp_run):
+def test_gradient_and_update_equal_one_process_on_the_global_batch(ddp_run, data_dir):
     _, records, _ = ddp_run
     r0, r1 = records
     for name, g in r0["grads"][0].items():  # the all-reduce left the same gradient on both ranks
         torch.testing.assert_close(g, r1["grads"][0][name], **TOL)
 
-    module = reference_module()
+    module = reference_module(data_dir)
     module.model.load_state_dict(r0["init"])
     optimizers = module.configure_optimizers()
     optimizer, scheduler = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
@@ -250,3 +238,10 @@ def test_presets_parse_and_their_global_batch_divides(capsys, name, variants):
         strategy = cfg["trainer"]["strategy"]
         assert strategy["class_path"] == "lightning.pytorch.strategies.FSDPStrategy"
         assert strategy["init_args"]["auto_wrap_policy"] == ["gpt_lightning.model.Block"]
+
+
+def test_fewer_val_batches_than_ranks_is_a_user_error(data_dir):
+    from gpt_lightning.errors import UserError
+
+    with pytest.raises(UserError, match="val_batches 3 is less than the 4 ranks"):
+        ValWindows(data_dir, read_meta(data_dir), B, T, num_batches=3, rank=3, world_size=4)
