@@ -172,9 +172,9 @@ def prepare(
                 for split, arr in arrays.items():
                     writers[split].write(arr)
                     tokens += arr.size
-                bar.update(batch.documents)
                 elapsed = bar.format_dict["elapsed"] or 1e-9
                 bar.set_postfix_str(f"{tokens:,} tokens, {tokens / elapsed:,.0f} tok/s", refresh=False)
+                bar.update(batch.documents)  # redraws, postfix included
         counts = {split: w.count for split, w in writers.items()}
         if counts["train"] == 0:
             raise UserError(f"Source {source!r} has no text to train on; check that its files are not empty.")
