@@ -195,7 +195,7 @@ def test_tokens_per_step_errors(data_dir, tmp_path, capsys, extra, message):
         main(["fit", *fit_args(data_dir, tmp_path, **extra)])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert message in err and err.startswith("error: ")
+    assert any(line.startswith("error: ") and message in line for line in err.splitlines()), err
 
 
 # ------------------------------------------------------------------ the scale-out presets
