@@ -1,6 +1,7 @@
 """Tokenizing a corpus of any size with bounded memory, in parallel, in a fixed order.
 
-`prepare` hands this module a stream of (split, text, ends_document) pieces. They are grouped into batches of
+`prepare` hands this module a stream of (split, text, position) pieces, each to be followed by the
+end-of-text token (GPT-2) and `position` a progress mark (documents read so far) passed through. They are grouped into batches of
 about `batch_chars` characters; each batch is tokenized by one of `num_proc` worker processes, and the results
 come back in submission order, so the bins are identical whatever `num_proc` is. At most 2 x num_proc batches
 are in flight, which bounds memory: the corpus is never held whole, and neither are its tokens.
@@ -49,25 +50,24 @@ def cut_text(text: str, max_chars: int) -> Iterator[str]:
 class Batch:
     """Consecutive pieces, tokenized together by one worker."""
 
-    pieces: list[tuple[str, str, bool]] = field(default_factory=list)  # (split, text, ends_document)
+    pieces: list[tuple[str, str, bool]] = field(default_factory=list)  # (split, text, eot after it)
     chars: int = 0
-    documents: int = 0  # documents that end in this batch
+    position: int = 0  # the progress mark of its last piece
 
 
-def make_batches(pieces: Iterable[tuple[str, str, bool]], batch_chars: int) -> Iterator[Batch]:
+def make_batches(pieces: Iterable[tuple[str, str, int]], batch_chars: int) -> Iterator[Batch]:
     batch = Batch()
-    for split, text, ends_document in pieces:
+    for split, text, position in pieces:
+        batch.position = position
         if not text:  # nothing to encode, and no end-of-text token for an empty piece
-            batch.documents += int(ends_document)
             continue
         for part, last in _with_last(cut_text(text, batch_chars)):
-            batch.pieces.append((split, part, ends_document and last))
+            batch.pieces.append((split, part, last))  # the end-of-text token after the whole piece only
             batch.chars += len(part)
-            batch.documents += int(ends_document and last)
             if batch.chars >= batch_chars:
                 yield batch
-                batch = Batch()
-    if batch.pieces:
+                batch = Batch(position=position)
+    if batch.pieces or batch.position:
         yield batch
 
 
@@ -93,13 +93,12 @@ def _init_worker(tokenizer_meta: dict, eot: Optional[int], dtype: str) -> None:
 
 
 def _encode_batch(batch: Batch) -> dict[str, np.ndarray]:
-    """Token arrays per split for one batch, in the order of its pieces; `eot` after each document's end."""
+    """Token arrays per split for one batch, in the order of its pieces; `eot` after each whole piece."""
     ids: dict[str, list[int]] = {}
-    for split, text, ends_document in batch.pieces:
+    for split, text, eot_after in batch.pieces:
         out = ids.setdefault(split, [])
-        if text:
-            out.extend(_worker_tokenizer.encode(text))
-        if ends_document and _worker_eot is not None:
+        out.extend(_worker_tokenizer.encode(text))
+        if eot_after and _worker_eot is not None:
             out.append(_worker_eot)
     return {split: np.asarray(v, dtype=_worker_dtype) for split, v in ids.items()}
 

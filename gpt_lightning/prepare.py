@@ -8,6 +8,7 @@ the count in meta.json: an interrupted prepare never leaves data that training w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -159,10 +160,18 @@ def prepare(
     digest = hashlib.sha256()
     eot = tok.eot_token if isinstance(tok, GPT2Tokenizer) else None
 
-    def pieces() -> Iterator[tuple[str, str, bool]]:
-        for split, text in split_documents(src, val_fraction):
+    documents_read = 0
+
+    def counted() -> Iterator[str]:
+        nonlocal documents_read
+        for doc in src.documents():
+            documents_read += 1
+            yield doc
+
+    def pieces() -> Iterator[tuple[str, str, int]]:
+        for split, text in split_documents(dataclasses.replace(src, reader=counted, num_documents=len(src)), val_fraction):
             digest.update(text.encode("utf-8"))
-            yield split, text, True  # each piece ends a document (a cut text's two halves end on their splits)
+            yield split, text, documents_read  # the progress bar's position once this piece is written
 
     try:
         batches = make_batches(pieces(), batch_chars)
@@ -174,7 +183,7 @@ def prepare(
                     tokens += arr.size
                 elapsed = bar.format_dict["elapsed"] or 1e-9
                 bar.set_postfix_str(f"{tokens:,} tokens, {tokens / elapsed:,.0f} tok/s", refresh=False)
-                bar.update(batch.documents)  # redraws, postfix included
+                bar.update(batch.position - bar.n)  # redraws, postfix included
         counts = {split: w.count for split, w in writers.items()}
         if counts["train"] == 0:
             raise UserError(f"Source {source!r} has no text to train on; check that its files are not empty.")
