@@ -33,9 +33,9 @@ B, T, WORLD, ACCUM, SEED, VAL_BATCHES, STEPS = 2, 16, 2, 2, 1234, 5, 2
 
 
 def corpus_text() -> str:
-    shakespeare = Path(os.environ.get("GPT_LIGHTNING_SHARED", ROOT.parent.parent / "shared")) / "data" / "tinyshakespeare.txt"
-    if shakespeare.is_file():
-        return shakespeare.read_text()[:50_000]
+    for shared in (ROOT.parent / "shared", ROOT.parent.parent / "shared"):  # main checkout or a worktree
+        if (shared / "data" / "tinyshakespeare.txt").is_file():
+            return (shared / "data" / "tinyshakespeare.txt").read_text()[:50_000]
     rng = np.random.default_rng(0)
     words = ["the", "king", "and", "queen", "of", "rome", "speak", "now", "my", "lord"]
     return " ".join(rng.choice(words, size=10_000)) + "\n"
