@@ -39,7 +39,13 @@ class Probe(L.Callback):
         # runs before the module's hook, so the metric still holds this rank's own, unreduced, state
         metric = pl_module.val_loss
         self.record["val"].append(
-            {"local_sum": float(metric.mean_value), "local_count": float(metric.weight), "params": self._params(pl_module)}
+            {
+                "local_sum": float(metric.mean_value),
+                "local_count": float(metric.weight),
+                "params": self._params(pl_module),
+                "step": trainer.global_step,
+                "sanity": trainer.sanity_checking,
+            }
         )
 
     def on_validation_end(self, trainer, pl_module) -> None:

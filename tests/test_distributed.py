@@ -106,6 +106,8 @@ def test_ddp_run_through_cli(ddp_run):
     for rec in records:
         assert rec["world_size"] == WORLD and rec["accumulate"] == ACCUM
         assert len(rec["batches"]) == STEPS * ACCUM and len(rec["grads"]) == STEPS
+        # --val_every_n_steps counts optimizer steps, also with the derived accumulation
+        assert [v["step"] for v in rec["val"] if not v["sanity"]] == [STEPS]
     # DDP kept the replicas identical
     for name, p in records[0]["final"].items():
         torch.testing.assert_close(p, records[1]["final"][name], rtol=0, atol=0)
