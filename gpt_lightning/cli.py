@@ -81,9 +81,11 @@ class GPTLightningCLI(LightningCLI):
             trainer.precision = auto_precision()
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.strategy == "fsdp" and "strategy" not in kwargs:
+            kwargs["strategy"] = fsdp_strategy()
         trainer = super().instantiate_trainer(**kwargs)
         # Done on the Trainer, not the config: only the Trainer knows how many devices "auto" or -1 resolves to.
-        config = self.config[self.subcommand] if self.subcommand else self.config
         if self.subcommand in (None, "fit"):
             set_tokens_per_step(trainer, self.datamodule)
         if config.get("val_every_n_steps"):
@@ -96,6 +98,18 @@ class GPTLightningCLI(LightningCLI):
             # LearningRateMonitor and the text samples need a logger; with logging off, leave them out
             callbacks = [c for c in callbacks if not isinstance(c, (LearningRateMonitor, TextSampleCallback))]
         return super()._instantiate_trainer(config, callbacks)
+
+
+def fsdp_strategy():
+    """What `--trainer.strategy=fsdp` means here: Lightning's FSDPStrategy with one unit per transformer Block.
+    (Lightning's plain "fsdp" makes the whole model a single unit.) The tied wte / lm_head weight lives outside
+    the Blocks, so it stays in the root unit. For more options (activation checkpointing, sharded checkpoints)
+    give the strategy as a class_path, as configs/gpt2_large_fsdp.yaml does."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from gpt_lightning.model import Block
+
+    return FSDPStrategy(auto_wrap_policy={Block})
 
 
 def set_tokens_per_step(trainer: Trainer, data: TokenBinDataModule) -> int:

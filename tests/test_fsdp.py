@@ -24,3 +24,11 @@ def test_fsdp_wrapping_matches_unsharded_model():
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "rank 0: FSDP OK" in proc.stdout and "rank 1: FSDP OK" in proc.stdout
+
+
+def test_strategy_fsdp_wraps_each_block():
+    from gpt_lightning.cli import fsdp_strategy
+    from gpt_lightning.model import Block
+
+    policy = fsdp_strategy().kwargs["auto_wrap_policy"]
+    assert Block in policy._module_classes
