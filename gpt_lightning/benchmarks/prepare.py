@@ -12,6 +12,7 @@ with the corpus. Numbers depend on the machine and on what else runs on it: comp
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import shutil
@@ -25,12 +26,16 @@ from typing import Optional
 import numpy as np
 
 FILE_BYTES = 1 << 20  # 1 MiB per document
+TEXT_KIND = ["random words"]  # what base_text found
 
 
 def base_text() -> str:
-    for path in (Path("data/tinyshakespeare.txt"), Path(__file__).resolve().parents[3] / "shared/data/tinyshakespeare.txt"):
-        if path.is_file():
-            return path.read_text()
+    repo = Path(__file__).resolve().parents[2]
+    candidates = [Path("data"), repo / "data", repo.parent / "shared" / "data", repo.parent.parent / "shared" / "data"]
+    for folder in candidates:
+        if (folder / "tinyshakespeare.txt").is_file():
+            TEXT_KIND[0] = "tinyshakespeare slices"
+            return (folder / "tinyshakespeare.txt").read_text()
     rng = np.random.default_rng(0)
     words = "the of and to in a is that for it as was with be by on not he I this are or his from".split()
     lines = [" ".join(rng.choice(words, size=rng.integers(4, 14))) for _ in range(40_000)]
@@ -43,7 +48,7 @@ def make_corpus(folder: Path, gigabytes: float, seed: int = 0) -> int:
     base = base_text()
     doubled = base * (FILE_BYTES // len(base) + 2)
     rng = np.random.default_rng(seed)
-    n_files = max(1, int(gigabytes * 1e9 // FILE_BYTES))
+    n_files = max(1, math.ceil(gigabytes * 1e9 / FILE_BYTES))  # at least `gigabytes` of text
     for i in range(n_files):
         start = int(rng.integers(0, len(base)))
         (folder / f"{i // 100:03d}").mkdir(exist_ok=True)
@@ -87,8 +92,8 @@ def main(gigabytes: float = 1.0, num_proc: tuple[int, ...] = (1, 2), small_gigab
             corpus = tmp / f"corpus_{size}"
             t0 = time.perf_counter()
             n = make_corpus(corpus, size)
-            print(f"corpus: {n} files, {n * FILE_BYTES / 1e9:.2f} GB of text, written in {time.perf_counter() - t0:.0f} s",
-                  flush=True)
+            print(f"corpus: {n} files, {n * FILE_BYTES / 1e9:.2f} GB of {TEXT_KIND[0]}, written in "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
             for p in procs:
                 r = measure(corpus, tmp / "out", p)
                 r.update(gigabytes=n * FILE_BYTES / 1e9, num_proc=p)
