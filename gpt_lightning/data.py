@@ -9,6 +9,7 @@ checkpoint (Lightning restores it before building the dataloaders).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Iterator, Literal, Optional
 
@@ -105,6 +106,29 @@ class ValWindows(IterableDataset):
             yield gather_windows(tokens, starts, self.block_size)
 
 
+def launched_rank() -> int:
+    """This process's global rank as the launcher set it (torchrun, SLURM, Lightning's own); 0 when alone.
+    Known before any Trainer exists, which is when the CLI first reads meta.json."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0)
+
+
+def wait_for_meta(data_dir: Path, poll_s: float = 2.0, timeout_s: float = 24 * 3600) -> dict:
+    """meta.json of a folder that rank 0 is preparing, once it is there (it is written last)."""
+    print(f"waiting for rank 0 to prepare {data_dir} ...", flush=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        meta = read_meta(data_dir)
+        if meta is not None:
+            return meta
+        time.sleep(poll_s)
+    raise UserError(
+        f"{data_dir} was not prepared within {timeout_s:.0f} s; if the folder is not shared with rank 0's node, "
+        "prepare it on every node beforehand with `python -m gpt_lightning prepare`."
+    )
+
+
 class TokenBinDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -156,7 +180,10 @@ class TokenBinDataModule(L.LightningDataModule):
                         f"Data folder {self.data_dir} {what}; prepare it with `python -m gpt_lightning prepare "
                         f"--source SRC --out {self.data_dir}`, or set --data.source to prepare it automatically."
                     )
-                meta = prepare(self.source, self.tokenizer, self.data_dir)
+                if launched_rank() == 0:
+                    meta = prepare(self.source, self.tokenizer, self.data_dir)
+                else:  # torchrun / SLURM start every rank at once: one prepares, the others wait for it
+                    meta = wait_for_meta(self.data_dir)
             self._meta = meta
         return self._meta
 
