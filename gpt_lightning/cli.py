@@ -12,12 +12,14 @@ import warnings
 from typing import Callable, Optional
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
-from gpt_lightning.callbacks import LastCheckpoint, LearningRateLogger, TextSampleCallback
+from gpt_lightning.callbacks import LastCheckpoint, TextSampleCallback
 from gpt_lightning.data import TokenBinDataModule
-from gpt_lightning.errors import reported_user_errors
+from gpt_lightning.errors import UserError, reported_user_errors
 from gpt_lightning.module import GPTLightningModule
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -73,7 +75,7 @@ class GPTLightningCLI(LightningCLI):
         )
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
-        parser.add_lightning_class_args(LearningRateLogger, "lr_monitor")
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(TextSampleCallback, "sample")
 
@@ -82,8 +84,66 @@ class GPTLightningCLI(LightningCLI):
         trainer = config.trainer
         if trainer.precision is None:
             trainer.precision = auto_precision()
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.strategy == "fsdp" and "strategy" not in kwargs:
+            kwargs["strategy"] = fsdp_strategy()
+        trainer = super().instantiate_trainer(**kwargs)
+        # Done on the Trainer, not the config: only the Trainer knows how many devices "auto" or -1 resolves to.
+        if self.subcommand in (None, "fit"):
+            set_tokens_per_step(trainer, self.datamodule)
         if config.get("val_every_n_steps"):
-            trainer.val_check_interval = config.val_every_n_steps * (trainer.accumulate_grad_batches or 1)
+            # Lightning counts val_check_interval in batches; after the accumulation is known
+            trainer.val_check_interval = config.val_every_n_steps * trainer.accumulate_grad_batches
+        return trainer
+
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        if config.get("logger") is False:
+            # LearningRateMonitor and the text samples need a logger; with logging off, leave them out
+            callbacks = [c for c in callbacks if not isinstance(c, (LearningRateMonitor, TextSampleCallback))]
+        return super()._instantiate_trainer(config, callbacks)
+
+
+def fsdp_strategy():
+    """What `--trainer.strategy=fsdp` means here: Lightning's FSDPStrategy with one unit per transformer Block.
+    (Lightning's plain "fsdp" makes the whole model a single unit.) The tied wte / lm_head weight lives outside
+    the Blocks, so it stays in the root unit. For more options (activation checkpointing, sharded checkpoints)
+    give the strategy as a class_path, as configs/gpt2_large_fsdp.yaml does."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from gpt_lightning.model import Block
+
+    return FSDPStrategy(auto_wrap_policy={Block})
+
+
+def set_tokens_per_step(trainer: Trainer, data: TokenBinDataModule) -> int:
+    """Derive trainer.accumulate_grad_batches from data.tokens_per_step (when set), print how the global batch
+    in tokens comes about, and return it."""
+    micro = data.batch_size * data.block_size  # tokens per micro-batch per device
+    world = trainer.num_devices * trainer.num_nodes
+    per_pass = micro * world  # tokens of one micro-batch on every device together
+    accumulate = trainer.accumulate_grad_batches
+    if data.tokens_per_step is not None:
+        derived, rest = divmod(data.tokens_per_step, per_pass)
+        if rest or derived < 1:
+            raise UserError(
+                f"--data.tokens_per_step {data.tokens_per_step:,} is not a multiple of batch_size {data.batch_size} "
+                f"x block_size {data.block_size} x {trainer.num_devices} device(s) x {trainer.num_nodes} node(s) = "
+                f"{per_pass:,} tokens; choose a multiple of {per_pass:,} or change the batch size."
+            )
+        if accumulate not in (1, derived):
+            raise UserError(
+                f"--trainer.accumulate_grad_batches {accumulate} contradicts --data.tokens_per_step "
+                f"{data.tokens_per_step:,}, which needs {derived}; set only one of them."
+            )
+        trainer.accumulate_grad_batches = accumulate = derived
+    how = "derived from tokens_per_step" if data.tokens_per_step is not None else "as given"
+    rank_zero_info(
+        f"tokens per optimizer step: {data.batch_size} batch x {data.block_size} block x {trainer.num_devices} "
+        f"device(s) x {trainer.num_nodes} node(s) x {accumulate} accumulation ({how}) = {per_pass * accumulate:,}"
+    )
+    return per_pass * accumulate
 
 
 def run_prepare(args: list[str]) -> None:
@@ -91,7 +151,7 @@ def run_prepare(args: list[str]) -> None:
 
     from gpt_lightning.prepare import prepare
 
-    meta = CLI(prepare, args=args)
+    meta = CLI(prepare, args=args, as_positional=False)  # --source SRC, as documented
     print(
         f"{meta['source']['corpus']}: vocab {meta['vocab_size']}, {meta['train_tokens']:,} train and "
         f"{meta['val_tokens']:,} val tokens ({meta['dtype']})"

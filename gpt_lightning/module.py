@@ -13,6 +13,7 @@ from typing import Literal, Optional, Union
 
 import lightning as L
 import torch
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
@@ -126,6 +127,9 @@ class GPTLightningModule(L.LightningModule):
         checkpoint["state_dict"] = strip_wrapper_prefixes(checkpoint["state_dict"])
 
     def configure_model(self) -> None:
+        # Which parameters are matrices, noted before FSDP flattens them all into 1-D shards (it keeps the
+        # Parameter objects, so their ids still find them in configure_optimizers).
+        self._matrix_ids = {id(p) for p in self.model.parameters() if p.dim() >= 2}
         if self.hparams.compile is True or (self.hparams.compile == "auto" and self.device.type == "cuda"):
             self.model.compile()  # in place: state_dict keys stay free of `_orig_mod.`
 
@@ -161,8 +165,9 @@ class GPTLightningModule(L.LightningModule):
         hp = self.hparams
         params = [p for p in self.model.parameters() if p.requires_grad]
         # Every matrix (Linear weights, embeddings) decays; biases and LayerNorm weights (1-D) do not.
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
+        matrices = getattr(self, "_matrix_ids", None) or {id(p) for p in params if p.dim() >= 2}
+        decay = [p for p in params if id(p) in matrices]
+        no_decay = [p for p in params if id(p) not in matrices]
         groups = [
             {"params": decay, "weight_decay": hp.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
@@ -195,6 +200,12 @@ class GPTLightningModule(L.LightningModule):
         # Lightning 2.6 refuses to clip for an optimizer that handles AMP unscaling itself (fused AdamW), even
         # under bf16 / fp32 where nothing is scaled (#21435). The gradients are true gradients there, so clip
         # them directly; in every other case Lightning's own clipping runs.
+        root = self._trainer.model if self._trainer is not None else None
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and isinstance(root, FSDP):
+            # Under FSDP each rank holds a shard, so the norm must be taken over all of them: only the root
+            # FSDP unit can (Lightning 2.6 refuses norm clipping under FSDP for want of that root).
+            root.clip_grad_norm_(gradient_clip_val)
+            return
         if gradient_clip_val and getattr(optimizer, "_step_supports_amp_scaling", False):
             if gradient_clip_algorithm in (None, "norm"):
                 torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
