@@ -6,7 +6,7 @@ from typing import Optional
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
@@ -66,6 +66,24 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.stop_request.restore()
+
+
+class LearningRateLogger(LearningRateMonitor):
+    """Lightning's LearningRateMonitor, but silent instead of failing when the run has no logger
+    (`--trainer.logger=false`), so the CLI can always include it."""
+
+    def on_train_start(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        self._enabled = bool(trainer.loggers)
+        if self._enabled:
+            super().on_train_start(trainer, *args, **kwargs)
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        if self._enabled:
+            super().on_train_batch_start(trainer, *args, **kwargs)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        if self._enabled:
+            super().on_train_epoch_start(trainer, *args, **kwargs)
 
 
 class TextSampleCallback(L.Callback):

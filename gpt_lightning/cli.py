@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from gpt_lightning.callbacks import LastCheckpoint, TextSampleCallback
+from gpt_lightning.callbacks import LastCheckpoint, LearningRateLogger, TextSampleCallback
 from gpt_lightning.data import TokenBinDataModule
 from gpt_lightning.errors import reported_user_errors
 from gpt_lightning.module import GPTLightningModule
@@ -94,7 +94,7 @@ class GPTLightningCLI(LightningCLI):
         )
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(LearningRateLogger, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(TextSampleCallback, "sample")
 
@@ -105,9 +105,6 @@ class GPTLightningCLI(LightningCLI):
             trainer.precision = auto_precision()
         if config.get("val_every_n_steps"):
             trainer.val_check_interval = config.val_every_n_steps * (trainer.accumulate_grad_batches or 1)
-        if not trainer.logger:
-            # LearningRateMonitor and the text samples need a logger; with logging off, leave them out
-            config.lr_monitor = None
         if self.subcommand == "fit" and not config.get("ckpt_path"):
             resume.refuse_to_overwrite_run(config.checkpoint.dirpath)
 
