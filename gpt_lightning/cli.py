@@ -114,9 +114,8 @@ class GPTLightningCLI(LightningCLI):
             path, ckpt = self._ckpt
             resume.check_checkpoint_fits(path, ckpt, self.model, dict(self.model.hparams))
             self._ckpt = None  # the mmap'ed checkpoint is not needed any more
-        dirpath = self.config[self.subcommand].checkpoint.dirpath if self.subcommand == "fit" else None
-        if dirpath:
-            resume.remove_stale_temp_files(dirpath)
+        if self.subcommand == "fit" and self.config.fit.checkpoint.dirpath:
+            resume.remove_stale_temp_files(self.config.fit.checkpoint.dirpath)
 
     def instantiate_trainer(self, **kwargs: Any):
         # checkpoints are written atomically, unless the user configured a CheckpointIO of their own
