@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from gpt_lightning.datacheck import check_token_ids
+from gpt_lightning.datacheck import check_split_sizes, check_token_ids
 from gpt_lightning.errors import UserError
 from gpt_lightning.prepare import META_FILE, prepare, read_meta
 
@@ -147,7 +147,8 @@ class TokenBinDataModule(L.LightningDataModule):
                         f"--source SRC --out {self.data_dir}`, or set --data.source to prepare it automatically."
                     )
                 meta = prepare(self.source, self.tokenizer, self.data_dir)
-            for split in ("train", "val"):  # sizes and token ids, before any training starts
+            check_split_sizes(self.data_dir, meta, self.block_size)  # before any training starts
+            for split in ("train", "val"):
                 check_token_ids(self.data_dir, meta, split, open_split(self.data_dir, split, meta))
             self._meta = meta
         return self._meta

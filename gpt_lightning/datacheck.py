@@ -48,3 +48,18 @@ def check_token_ids(data_dir: Path, meta: dict, split: str, tokens: np.ndarray) 
             f"{path} holds token id {int(tokens[at])} at position {at}, outside meta.json's vocab_size {vocab_size}: "
             "the bin is corrupt or was made with another tokenizer; prepare the folder again with --overwrite."
         )
+
+
+def check_split_sizes(data_dir: Path, meta: dict, block_size: int) -> None:
+    """Each split must hold at least one window of block_size + 1 tokens; said at startup, not at the first
+    validation."""
+    for split in ("train", "val"):
+        n = int(meta.get(f"{split}_tokens", 0))
+        if split == "val" and n == 0:
+            continue  # prepared with --val_fraction 0: a run without validation is fine
+        if n <= block_size:
+            fix = "lower --data.block_size" + (" or prepare with a larger --val_fraction" if split == "val" else "")
+            raise UserError(
+                f"The {split} split of {data_dir} has {n} tokens, too few for one window of block_size "
+                f"{block_size}; {fix}."
+            )

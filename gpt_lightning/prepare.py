@@ -153,8 +153,11 @@ def prepare(
         for w in writers.values():
             w.commit()
         tmp_meta = out / f".{META_FILE}.{os.getpid()}.tmp"
-        tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp_meta, out / META_FILE)
+        try:
+            tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+            os.replace(tmp_meta, out / META_FILE)
+        finally:
+            tmp_meta.unlink(missing_ok=True)
     finally:
         for w in writers.values():
             if not w.file.closed or w.tmp.exists():
