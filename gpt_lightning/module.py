@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from typing import Literal, Optional, Union
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
@@ -171,6 +173,16 @@ class GPTLightningModule(L.LightningModule):
         return {"fused": True}
 
     # ------------------------------------------------------------ non-finite losses, resuming
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.hparams.dropout > 0:
+            # Dropout masks come from the global torch RNG, which checkpoints do not hold and validation and
+            # dataloaders also draw from. Seeding it per micro-batch from (seed, rank, micro-batch index), as the
+            # data stream is, makes masks, and so a resumed run, exact.
+            k = self.trainer.global_step * self.trainer.accumulate_grad_batches
+            k += batch_idx % self.trainer.accumulate_grad_batches
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            torch.manual_seed(int(np.random.SeedSequence([seed, self.global_rank, k]).generate_state(1)[0]))
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.hparams.on_nonfinite_loss != "stop":
