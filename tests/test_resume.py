@@ -206,8 +206,11 @@ def test_signal_saves_at_step_boundary_and_resumes_exactly(tmp_path, monkeypatch
 
 
 def test_sigkill_loses_at_most_one_checkpoint_interval(tmp_path, monkeypatch, data_root, reference):
+    """Also with 2 dataloader workers (the reference has none): the stream does not depend on them, and the
+    position restored is the optimizer step's, not that of the batches the workers had prefetched."""
     every = 2
-    root = new_root(tmp_path, data_root, **{"trainer.callbacks": THROTTLE, "last_checkpoint.every_n_train_steps": every})
+    settings = {"last_checkpoint.every_n_train_steps": every, "data.num_workers": 2}
+    root = new_root(tmp_path, data_root, **{"trainer.callbacks": THROTTLE, **settings})
     proc = start_throttled_fit(root)
     _, steps_done = wait_for(proc, root / "progress.txt", lambda batches, steps: steps >= 5)
     proc.kill()
@@ -217,7 +220,7 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(tmp_path, monkeypatch, da
     assert ckpt["global_step"] % every == 0
 
     monkeypatch.chdir(root)
-    write_config(root, **{"last_checkpoint.every_n_train_steps": every})
+    write_config(root, **settings)
     assert run_cli(["fit", "--config", "tiny.yaml", "--ckpt_path", "last"]) == 0
     assert not list((root / "out/ckpt").glob(".*.tmp"))  # a killed save's temporary file is cleaned up
     assert_matches_reference(reference, train_losses(versions(root)[-1]), root / "out/ckpt/last.ckpt")
