@@ -248,15 +248,28 @@ def test_atomic_checkpoint_io_keeps_old_file_when_a_save_fails(tmp_path, monkeyp
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
-def test_cli_installs_atomic_checkpoint_io_unless_user_has_one():
+def test_stale_temporary_checkpoints_are_removed(tmp_path):
+    from gpt_lightning.resume import remove_stale_temp_files
+
+    (tmp_path / ".last.ckpt.99999999.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / "last.ckpt").write_bytes(b"kept")
+    remove_stale_temp_files(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+@pytest.mark.parametrize("user_plugin", [False, True], ids=["default", "user-checkpoint-io"])
+def test_cli_installs_atomic_checkpoint_io_unless_user_has_one(tmp_path, monkeypatch, data_root, user_plugin):
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from gpt_lightning.resume import AtomicCheckpointIO, with_atomic_checkpoint_io
+    from gpt_lightning.cli import GPTLightningCLI
+    from gpt_lightning.resume import AtomicCheckpointIO
 
-    assert isinstance(with_atomic_checkpoint_io(None)[0], AtomicCheckpointIO)
-    mine = TorchCheckpointIO()
-    assert with_atomic_checkpoint_io([mine]) == [mine]
-    assert isinstance(with_atomic_checkpoint_io("bf16-mixed")[1], AtomicCheckpointIO)
+    monkeypatch.chdir(new_root(tmp_path, data_root))
+    args = ["--config", "tiny.yaml"]
+    if user_plugin:
+        args += ["--trainer.plugins", "lightning.pytorch.plugins.io.TorchCheckpointIO"]
+    io = GPTLightningCLI(args=args, run=False).trainer.strategy.checkpoint_io
+    assert type(io) is (TorchCheckpointIO if user_plugin else AtomicCheckpointIO)
 
 
 # ------------------------------------------------------------ non-finite losses
