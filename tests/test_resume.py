@@ -188,9 +188,11 @@ def test_signal_saves_at_step_boundary_and_resumes_exactly(tmp_path, monkeypatch
     # signal in the middle of gradient accumulation: after the first micro-batch of step 2
     wait_for(proc, root / "progress.txt", lambda batches, steps: batches >= 3 and batches % 2 == 1)
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=240)
+    stdout, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 128 + sig, stderr[-3000:]
     assert "Traceback" not in stderr
+    assert f"{signal.Signals(sig).name} received: finishing this optimizer step" in stderr
+    assert "Resume with the same command plus --ckpt_path last." in stdout + stderr
     ckpt = torch.load(root / "out/ckpt/last.ckpt", weights_only=False)
     step = ckpt["global_step"]
     assert 2 <= step < STEPS  # the step in progress was finished, then the run stopped
