@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -23,6 +24,10 @@ from gpt_lightning.module import GPTLightningModule
 from gpt_lightning import resume
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+# The validation dataset has a length so progress bars know their total; it is not split over workers, so
+# Lightning's warning about lengths with several workers does not apply.
+warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined.*")
 
 
 def auto_precision() -> str:
@@ -69,6 +74,9 @@ class GPTLightningCLI(LightningCLI):
             if defaults and (self._args is None or isinstance(self._args, list)):
                 self._parser(subcommand).set_defaults(defaults)
                 self.config = self.parser.parse_args(self._args)
+            if self.config[subcommand].model.get("init_from", "scratch") != "scratch":
+                # the checkpoint's weights replace any initial ones: do not load (or download) pretrained weights
+                self.config[subcommand].model.init_from = "scratch"
         self.config[subcommand]["ckpt_path"] = ckpt_path
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -128,7 +136,10 @@ def run_prepare(args: list[str]) -> None:
 
     from gpt_lightning.prepare import prepare
 
-    # `--source X` as README writes it, and `--overwrite` alone meaning true (jsonargparse wants a value)
+    # `--source X` as README writes it (a leading positional SRC works too), and `--overwrite` alone meaning
+    # true (jsonargparse wants a value)
+    if args and not args[0].startswith("-"):
+        args = ["--source", *args]
     args = [
         "--overwrite=true" if a == "--overwrite" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
         for i, a in enumerate(args)
@@ -140,9 +151,16 @@ def run_prepare(args: list[str]) -> None:
     )
 
 
+def run_export(args: list[str]) -> None:
+    from gpt_lightning.hf import run_export
+
+    run_export(args)
+
+
 # Subcommands that are not LightningCLI ones: name -> function taking the remaining arguments.
 EXTRA_SUBCOMMANDS: dict[str, Callable[[list[str]], None]] = {
     "prepare": run_prepare,
+    "export": run_export,
 }
 
 

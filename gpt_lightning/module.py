@@ -37,13 +37,15 @@ def lr_at(step: int, learning_rate: float, warmup_steps: int, lr_decay_steps: in
 class GPTLightningModule(L.LightningModule):
     def __init__(
         self,
-        vocab_size: int = 50304,
-        block_size: int = 1024,
-        n_layer: int = 12,
-        n_head: int = 12,
-        n_embd: int = 768,
+        vocab_size: Optional[int] = None,
+        block_size: Optional[int] = None,
+        n_layer: Optional[int] = None,
+        n_head: Optional[int] = None,
+        n_embd: Optional[int] = None,
         dropout: float = 0.0,
-        bias: bool = True,
+        bias: Optional[bool] = None,
+        gelu_approximate: Optional[Literal["none", "tanh"]] = None,
+        init_from: str = "scratch",
         learning_rate: float = 6e-4,
         min_lr: float = 6e-5,
         warmup_steps: int = 2000,
@@ -59,13 +61,21 @@ class GPTLightningModule(L.LightningModule):
         """A GPT and how to train it.
 
         Args:
-            vocab_size: tokens in the vocabulary; linked from the data's meta.json by the CLI.
-            block_size: longest context; linked from --data.block_size by the CLI.
-            n_layer: transformer blocks.
-            n_head: attention heads per block.
-            n_embd: width of the residual stream (a multiple of n_head).
+            vocab_size: tokens in the vocabulary; linked from the data's meta.json by the CLI (None: 50304, or
+                the pretrained model's).
+            block_size: longest context; linked from --data.block_size by the CLI (None: 1024, or the pretrained
+                model's; shorter than the pretrained one crops its position table).
+            n_layer: transformer blocks (None: 12, or the pretrained model's).
+            n_head: attention heads per block (None: 12, or the pretrained model's).
+            n_embd: width of the residual stream, a multiple of n_head (None: 768, or the pretrained model's).
             dropout: dropout probability (0 for pretraining, ~0.1-0.2 for small data or finetuning).
-            bias: biases in Linear and LayerNorm layers, as GPT-2 has.
+            bias: biases in Linear and LayerNorm layers, as GPT-2 has (None: True, or the pretrained model's).
+            gelu_approximate: `none` for the exact GELU, `tanh` for GPT-2's approximation (None: `none`, or
+                the pretrained model's).
+            init_from: `scratch` (random init), `gpt2`, `gpt2-medium`, `gpt2-large`, `gpt2-xl` (OpenAI's weights
+                from the Hugging Face hub cache; needs the hf extra), a local Hugging Face GPT-2 folder or a
+                .safetensors file. The architecture then comes from the weights; setting it differently is
+                an error.
             learning_rate: peak learning rate, reached at the end of warmup.
             min_lr: learning rate at and after lr_decay_steps (about learning_rate / 10).
             warmup_steps: optimizer steps of linear warmup.
@@ -82,22 +92,47 @@ class GPTLightningModule(L.LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        config = GPTConfig(
-            vocab_size=vocab_size,
-            block_size=block_size,
-            n_layer=n_layer,
-            n_head=n_head,
-            n_embd=n_embd,
-            dropout=dropout,
-            bias=bias,
-        )
-        self.model = GPT(config)
+        architecture = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, bias=bias, gelu_approximate=gelu_approximate)
+        if init_from == "scratch":
+            given = dict(architecture, vocab_size=vocab_size, block_size=block_size)
+            self.model = GPT(GPTConfig(dropout=dropout, **{k: v for k, v in given.items() if v is not None}))
+        else:
+            self.model = self._pretrained(init_from, vocab_size, block_size, dropout, tokenizer, architecture)
+        # Store the resolved architecture, so that a checkpoint alone rebuilds this model: an imported one
+        # is then "scratch" with its weights in the checkpoint, and loading it needs neither network nor hub.
+        config = self.model.config
+        self.hparams.update({k: getattr(config, k) for k in ("vocab_size", "block_size", *architecture)})
+        self.hparams.init_from = "scratch"
         self.val_loss = MeanMetric()  # sums and counts, so the mean over DDP ranks is exact
         self.nonfinite = NonFiniteTracker()
+
+    def _pretrained(self, init_from, vocab_size, block_size, dropout, tokenizer, architecture) -> GPT:
+        """GPT-2 weights (see hf.py), fitted to this run: block_size crops, a conflicting setting is an error."""
+        from gpt_lightning.hf import adapt_pretrained, load_pretrained
+
+        config, sd, model_tokenizer = load_pretrained(init_from)
+        config, sd, model_tokenizer = adapt_pretrained(
+            config, sd, model_tokenizer, source=init_from, vocab_size=vocab_size, block_size=block_size,
+            dropout=dropout, data_tokenizer=tokenizer, **architecture,
+        )
+        self.hparams.tokenizer = model_tokenizer  # GPT-2's BPE when the data did not say
+        with torch.device("meta"):  # no random init of weights that are overwritten at once
+            model = GPT(config)
+        model.load_state_dict(sd, assign=True)
+        model.lm_head.weight = model.transformer.wte.weight  # assign=True replaced the tied Parameter
+        rank_zero_info(f"Initialized from {init_from}: {model.get_num_params() / 1e6:.2f}M parameters, {config}")
+        return model
 
     @property
     def config(self) -> GPTConfig:
         return self.model.config
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Our checkpoints never carry torch.compile / DDP wrapper prefixes, but older files may (`_orig_mod.`
+        # from torch.compile(model), `module.` from a DDP-wrapped save): strip them before the state is loaded.
+        from gpt_lightning.hf import strip_prefixes
+
+        checkpoint["state_dict"] = strip_prefixes(checkpoint["state_dict"])
 
     def configure_model(self) -> None:
         if self.hparams.compile is True or (self.hparams.compile == "auto" and self.device.type == "cuda"):

@@ -139,12 +139,14 @@ def test_resume_honours_new_learning_rate(tmp_path, monkeypatch, data_root):
 
 
 def test_checkpoint_hyperparameters_are_defaults(tmp_path, monkeypatch, data_root):
-    """Without --config, the checkpoint's model (and block size) is rebuilt; options given still win."""
+    """Without --config, the checkpoint's model (and block size) is rebuilt; options given still win; a
+    pretrained init (here one that does not even exist) is not loaded, the checkpoint's weights replace it."""
     root = new_root(tmp_path, data_root)
     monkeypatch.chdir(root)
     assert run_cli(["fit", "--config", "tiny.yaml", "--trainer.max_steps", "2"]) == 0
     args = ["fit", "--ckpt_path", "out/ckpt/last.ckpt", "--checkpoint.dirpath", "out/ckpt", "--data.data_dir",
-            "data/tiny", "--trainer.logger", "false", "--trainer.max_steps", "3", "--model.warmup_steps", "5"]
+            "data/tiny", "--trainer.logger", "false", "--trainer.max_steps", "3", "--model.warmup_steps", "5",
+            "--model.init_from", "nowhere/gpt2"]
     assert run_cli(args) == 0
     hp = torch.load("out/ckpt/last.ckpt", weights_only=False)["hyper_parameters"]
     assert (hp["n_layer"], hp["n_embd"], hp["block_size"], hp["learning_rate"]) == (2, 32, 16, 1e-2)
