@@ -101,6 +101,14 @@ class TextSampleCallback(L.Callback):
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
         self.temperature, self.top_k = temperature, top_k
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # a prompt the tokenizer cannot encode should stop the run now, not at the first validation
+        meta = pl_module.hparams.get("tokenizer")
+        if meta and self.max_new_tokens > 0:
+            from gpt_lightning.generation import encode_prompt
+
+            encode_prompt(tokenizer_from_meta(meta), self.prompt)
+
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         meta = pl_module.hparams.get("tokenizer")

@@ -157,9 +157,16 @@ def run_export(args: list[str]) -> None:
     run_export(args)
 
 
+def run_generate(args: list[str]) -> None:
+    from gpt_lightning.generate import run_generate
+
+    run_generate(args)
+
+
 # Subcommands that are not LightningCLI ones: name -> function taking the remaining arguments.
 EXTRA_SUBCOMMANDS: dict[str, Callable[[list[str]], None]] = {
     "prepare": run_prepare,
+    "generate": run_generate,
     "export": run_export,
 }
 
