@@ -7,9 +7,11 @@ The other subcommands (`prepare`, ...) are plain functions whose signatures json
 
 from __future__ import annotations
 
+import inspect
 import sys
 import warnings
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import torch
 from lightning.pytorch import Trainer
@@ -21,6 +23,7 @@ from gpt_lightning.callbacks import LastCheckpoint, TextSampleCallback
 from gpt_lightning.data import TokenBinDataModule
 from gpt_lightning.errors import UserError, reported_user_errors
 from gpt_lightning.module import GPTLightningModule
+from gpt_lightning import resume
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -51,6 +54,32 @@ class GPTLightningCLI(LightningCLI):
             args=args,
             run=run,
         )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        self._args = args  # kept to parse again with a checkpoint's hyperparameters as defaults
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI 2.6 lets a checkpoint's hyperparameters override the config and command line (#21455).
+        Here they are defaults instead: defaults < checkpoint < config file < command line."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        ckpt_path = resume.resolve_ckpt_path(config.get("ckpt_path"), config.checkpoint.dirpath)
+        self._ckpt = None
+        if ckpt_path and Path(ckpt_path).is_file():
+            self._ckpt = (ckpt_path, resume.load_checkpoint_meta(ckpt_path))
+            hparams = self._ckpt[1].get("hyper_parameters", {})
+            known = set(inspect.signature(GPTLightningModule.__init__).parameters) - {"self"}
+            defaults = resume.checkpoint_hparams_as_defaults(hparams, known)
+            if defaults and (self._args is None or isinstance(self._args, list)):
+                self._parser(subcommand).set_defaults(defaults)
+                self.config = self.parser.parse_args(self._args)
+            if self.config[subcommand].model.get("init_from", "scratch") != "scratch":
+                # the checkpoint's weights replace any initial ones: do not load (or download) pretrained weights
+                self.config[subcommand].model.init_from = "scratch"
+        self.config[subcommand]["ckpt_path"] = ckpt_path
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.block_size", "model.block_size")
@@ -84,11 +113,25 @@ class GPTLightningCLI(LightningCLI):
         trainer = config.trainer
         if trainer.precision is None:
             trainer.precision = auto_precision()
+        if self.subcommand == "fit" and not config.get("ckpt_path"):
+            resume.refuse_to_overwrite_run(config.checkpoint.dirpath)
+
+    def after_instantiate_classes(self) -> None:
+        super().after_instantiate_classes()
+        if getattr(self, "_ckpt", None):
+            path, ckpt = self._ckpt
+            resume.check_checkpoint_fits(path, ckpt, self.model, dict(self.model.hparams))
+            self._ckpt = None  # the mmap'ed checkpoint is not needed any more
+        if self.subcommand == "fit" and self.config.fit.checkpoint.dirpath:
+            resume.remove_stale_temp_files(self.config.fit.checkpoint.dirpath)
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.trainer.strategy == "fsdp" and "strategy" not in kwargs:
             kwargs["strategy"] = fsdp_strategy()
+        # checkpoints are written atomically, unless the user configured a CheckpointIO of their own
+        plugins = self._get(self.config_init, "trainer", default={}).get("plugins")
+        kwargs = {"plugins": resume.with_atomic_checkpoint_io(plugins), **kwargs}
         trainer = super().instantiate_trainer(**kwargs)
         # Done on the Trainer, not the config: only the Trainer knows how many devices "auto" or -1 resolves to.
         if self.subcommand in (None, "fit"):
@@ -151,7 +194,15 @@ def run_prepare(args: list[str]) -> None:
 
     from gpt_lightning.prepare import prepare
 
-    meta = CLI(prepare, args=args, as_positional=False)  # --source SRC, as documented
+    # `--source X` as README writes it (a leading positional SRC works too), and `--overwrite` alone meaning
+    # true (jsonargparse wants a value)
+    if args and not args[0].startswith("-"):
+        args = ["--source", *args]
+    args = [
+        "--overwrite=true" if a == "--overwrite" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
+        for i, a in enumerate(args)
+    ]
+    meta = CLI(prepare, args=args, as_positional=False)
     print(
         f"{meta['source']['corpus']}: vocab {meta['vocab_size']}, {meta['train_tokens']:,} train and "
         f"{meta['val_tokens']:,} val tokens ({meta['dtype']})"

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from gpt_lightning.datacheck import check_split_sizes, check_token_ids
 from gpt_lightning.errors import UserError
 from gpt_lightning.prepare import META_FILE, prepare, read_meta
 
@@ -184,6 +185,9 @@ class TokenBinDataModule(L.LightningDataModule):
                     meta = prepare(self.source, self.tokenizer, self.data_dir)
                 else:  # torchrun / SLURM start every rank at once: one prepares, the others wait for it
                     meta = wait_for_meta(self.data_dir)
+            check_split_sizes(self.data_dir, meta, self.block_size)  # before any training starts
+            for split in ("train", "val"):
+                check_token_ids(self.data_dir, meta, split, open_split(self.data_dir, split, meta))
             self._meta = meta
         return self._meta
 

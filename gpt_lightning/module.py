@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from typing import Literal, Optional, Union
 
 import lightning as L
+import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
 from gpt_lightning.checkpoint import strip_wrapper_prefixes
 from gpt_lightning.model import GPT, GPTConfig
+from gpt_lightning.nonfinite import NonFiniteLossError, NonFiniteTracker, check_finite_parameters
 
 
 def lr_at(step: int, learning_rate: float, warmup_steps: int, lr_decay_steps: int, min_lr: float) -> float:
@@ -55,6 +58,7 @@ class GPTLightningModule(L.LightningModule):
         beta2: float = 0.95,
         compile: Union[bool, Literal["auto"]] = "auto",
         tokenizer: Optional[dict] = None,
+        on_nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
         """A GPT and how to train it.
 
@@ -84,6 +88,9 @@ class GPTLightningModule(L.LightningModule):
             beta2: AdamW beta2 (0.99 suits small models and few tokens per step).
             compile: torch.compile the GPT; `auto` compiles on CUDA only.
             tokenizer: how token ids decode to text; filled in from the data's meta.json by the CLI.
+            on_nonfinite_loss: a NaN or infinite training loss `stop`s the run with a message naming the step
+                (checked every step on CPU, every log_every_n_steps steps and before each checkpoint elsewhere,
+                to avoid a host sync per step), or `skip`s that optimizer step (one host sync per step).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -99,6 +106,7 @@ class GPTLightningModule(L.LightningModule):
         self.hparams.update({k: getattr(config, k) for k in ("vocab_size", "block_size", *architecture)})
         self.hparams.init_from = "scratch"
         self.val_loss = MeanMetric()  # sums and counts, so the mean over DDP ranks is exact
+        self.nonfinite = NonFiniteTracker()
 
     def _pretrained(self, init_from, vocab_size, block_size, dropout, tokenizer, architecture) -> GPT:
         """GPT-2 weights (see hf.py), fitted to this run: block_size crops, a conflicting setting is an error."""
@@ -143,6 +151,7 @@ class GPTLightningModule(L.LightningModule):
         _, loss = self.model(x, y)
         # no prog_bar and no sync_dist: either would force a host sync on every step
         self.log("train/loss", loss, on_step=True, on_epoch=False)
+        self.nonfinite.update(loss, self.global_step)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -153,6 +162,12 @@ class GPTLightningModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         loss = self.val_loss.compute()  # reduced over ranks
         self.val_loss.reset()
+        if not self.trainer.sanity_checking and not torch.isfinite(loss):
+            # before val/loss is logged: a NaN model must never be ranked by the best-checkpoint callback
+            raise NonFiniteLossError(
+                f"The validation loss is {loss.item()} at step {self.global_step}: the model's weights have gone "
+                "NaN or infinite; resume from an earlier checkpoint with a lower --model.learning_rate."
+            )
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/perplexity", torch.exp(loss))
 
@@ -195,6 +210,53 @@ class GPTLightningModule(L.LightningModule):
         if self.trainer is not None and "16-mixed" == str(self.trainer.precision):
             return {"foreach": True}
         return {"fused": True}
+
+    # ------------------------------------------------------------ non-finite losses, resuming
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.hparams.dropout > 0:
+            # Dropout masks come from the global torch RNG, which checkpoints do not hold and validation and
+            # dataloaders also draw from. Seeding it per micro-batch from (seed, rank, micro-batch index), as the
+            # data stream is, makes masks, and so a resumed run, exact.
+            k = self.trainer.global_step * self.trainer.accumulate_grad_batches
+            k += batch_idx % self.trainer.accumulate_grad_batches
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            torch.manual_seed(int(np.random.SeedSequence([seed, self.global_rank, k]).generate_state(1)[0]))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.hparams.on_nonfinite_loss != "stop":
+            return
+        step_done = (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
+        if self.device.type == "cpu" or (step_done and self.global_step % self.trainer.log_every_n_steps == 0):
+            self.nonfinite.raise_if_seen()
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self.hparams.on_nonfinite_loss == "skip" and self.nonfinite.take_step_bad():
+            self.nonfinite.reset_seen()
+            rank_zero_warn(f"Skipped optimizer step {self.global_step}: its training loss was NaN or infinite.")
+            if "16-mixed" != str(self.trainer.precision):  # under 16-mixed the GradScaler skips it already
+                optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.hparams.on_nonfinite_loss == "stop":
+            self.nonfinite.raise_if_seen()
+        check_finite_parameters(self.parameters(), self.global_step)
+
+    def on_train_start(self) -> None:
+        # On resume Lightning restores the optimizer and scheduler states of the run that wrote the checkpoint,
+        # learning rate, betas and weight decay included; the values given now (a finetune's new learning rate)
+        # win. On a fresh run this changes nothing.
+        hp = self.hparams
+        optimizer = self.trainer.optimizers[0]
+        for group, weight_decay in zip(optimizer.param_groups, (hp.weight_decay, 0.0)):
+            group.update(betas=(hp.beta1, hp.beta2), weight_decay=weight_decay, initial_lr=hp.learning_rate)
+            group["lr"] = hp.learning_rate
+        if self.trainer.lr_scheduler_configs:
+            scheduler = self.trainer.lr_scheduler_configs[0].scheduler
+            scheduler.base_lrs = [hp.learning_rate] * len(optimizer.param_groups)
+            for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
+                group["lr"] = hp.learning_rate * factor(scheduler.last_epoch)
+            scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # Lightning 2.6 refuses to clip for an optimizer that handles AMP unscaling itself (fused AdamW), even

@@ -53,12 +53,15 @@ class _BinWriter:
         self.tmp = path.with_name(f".{path.name}.{temporary_tag()}")
         self.dtype = dtype
         self.count = 0
+        self.max_id = -1  # recorded in meta.json, so training can check ids against vocab_size without a scan
         self.file = open(self.tmp, "wb")
 
     def write(self, ids: list[int] | np.ndarray) -> None:
         arr = np.asarray(ids, dtype=self.dtype)
         arr.tofile(self.file)
         self.count += arr.size
+        if arr.size:
+            self.max_id = max(self.max_id, int(arr.max()))
 
     def commit(self) -> None:
         self.file.close()
@@ -196,6 +199,7 @@ def prepare(
             "dtype": dtype.name,
             "train_tokens": counts["train"],
             "val_tokens": counts["val"],
+            "max_token_id": {split: w.max_id for split, w in writers.items()},
             "val_fraction": val_fraction,
             "source": {"name": src.name, "corpus": src.corpus, "documents": len(src), "sha256": digest.hexdigest()},
         }
@@ -204,8 +208,11 @@ def prepare(
         for w in writers.values():
             w.commit()
         tmp_meta = out / f".{META_FILE}.{temporary_tag()}"
-        tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp_meta, out / META_FILE)
+        try:
+            tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+            os.replace(tmp_meta, out / META_FILE)
+        finally:
+            tmp_meta.unlink(missing_ok=True)
     finally:
         for w in writers.values():
             if not w.file.closed or w.tmp.exists():
