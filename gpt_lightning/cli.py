@@ -11,13 +11,14 @@ import sys
 from typing import Callable, Optional
 
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from gpt_lightning.callbacks import LastCheckpoint, TextSampleCallback
 from gpt_lightning.data import TokenBinDataModule
 from gpt_lightning.errors import reported_user_errors
 from gpt_lightning.module import GPTLightningModule
+from gpt_lightning.throughput import ThroughputLogger, enable_tf32
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -71,8 +72,10 @@ class GPTLightningCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(TextSampleCallback, "sample")
+        parser.add_lightning_class_args(ThroughputLogger, "throughput")
 
     def before_instantiate_classes(self) -> None:
+        enable_tf32()  # fp32 matmuls on tensor cores (Ampere and newer); before anything touches the GPU
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
         if trainer.precision is None:
@@ -82,6 +85,16 @@ class GPTLightningCLI(LightningCLI):
         if not trainer.logger:
             # LearningRateMonitor and the text samples need a logger; with logging off, leave them out
             config.lr_monitor = None
+
+    def instantiate_trainer(self, **kwargs):
+        # Lightning's default progress bar is Rich's when `rich` is installed, redrawn every batch; on a small
+        # model that costs a few percent of the step time. A TQDM bar redrawn every 10 batches costs next to
+        # nothing. A progress bar given in --trainer.callbacks replaces ours.
+        trainer = self._get(self.config_init, "trainer", default={})
+        callbacks = list(kwargs.get("callbacks", trainer.get("callbacks")) or [])
+        if trainer.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs["callbacks"] = [*callbacks, TQDMProgressBar(refresh_rate=10)]
+        return super().instantiate_trainer(**kwargs)
 
 
 def run_prepare(args: list[str]) -> None:
@@ -96,9 +109,16 @@ def run_prepare(args: list[str]) -> None:
     )
 
 
+def run_bench(args: list[str]) -> None:
+    from gpt_lightning.benchmarks.training import main as bench_main
+
+    bench_main(args)
+
+
 # Subcommands that are not LightningCLI ones: name -> function taking the remaining arguments.
 EXTRA_SUBCOMMANDS: dict[str, Callable[[list[str]], None]] = {
     "prepare": run_prepare,
+    "bench": run_bench,
 }
 
 
