@@ -11,10 +11,10 @@ import sys
 from typing import Callable, Optional
 
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from gpt_lightning.callbacks import LastCheckpoint, TextSampleCallback
+from gpt_lightning.callbacks import LastCheckpoint, LearningRateLogger, TextSampleCallback
 from gpt_lightning.data import TokenBinDataModule
 from gpt_lightning.errors import reported_user_errors
 from gpt_lightning.module import GPTLightningModule
@@ -69,7 +69,7 @@ class GPTLightningCLI(LightningCLI):
         )
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(LearningRateLogger, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(TextSampleCallback, "sample")
         parser.add_lightning_class_args(ThroughputLogger, "throughput")
@@ -82,9 +82,6 @@ class GPTLightningCLI(LightningCLI):
             trainer.precision = auto_precision()
         if config.get("val_every_n_steps"):
             trainer.val_check_interval = config.val_every_n_steps * (trainer.accumulate_grad_batches or 1)
-        if not trainer.logger:
-            # LearningRateMonitor and the text samples need a logger; with logging off, leave them out
-            config.lr_monitor = None
 
     def instantiate_trainer(self, **kwargs):
         # Lightning's default progress bar is Rich's when `rich` is installed, redrawn every batch; on a small
