@@ -93,7 +93,9 @@ class GPTLightningModule(L.LightningModule):
         return self.model.config
 
     def configure_model(self) -> None:
-        if self.hparams.compile is True or (self.hparams.compile == "auto" and self.device.type == "cuda"):
+        # Lightning calls this before it moves the module to its device: ask the strategy where it will run
+        device = self._trainer.strategy.root_device if self._trainer is not None else self.device
+        if self.hparams.compile is True or (self.hparams.compile == "auto" and device.type == "cuda"):
             self.model.compile()  # in place: state_dict keys stay free of `_orig_mod.`
             self._compile_unchecked = True
 

@@ -219,3 +219,19 @@ def test_bench_smoke_run_prints_the_ratio_and_writes_nothing_to_out(tmp_path, ch
     assert re.search(r"data pipeline alone: [\d,]+ batches/s .* \d+\.\dx what \(a\) consumes", out), out
     assert re.search(r"peak RSS, each path in a fresh process: \(a\) fit [\d,]+ MB, \(b\) plain loop [\d,]+ MB", out), out
     assert not (tmp_path / "out").exists()  # checkpoints and logs went to a temporary folder
+
+
+def test_compile_auto_follows_the_trainers_device_not_the_modules():
+    # Lightning calls configure_model before moving the module to the GPU: the strategy knows the device.
+    class Strategy:
+        root_device = torch.device("cuda", 0)
+
+    class Trainer:
+        strategy = Strategy()
+
+    module = tiny_module("auto")
+    module._trainer = Trainer()
+    calls = []
+    module.model.compile = lambda *a, **k: calls.append(1)
+    module.configure_model()
+    assert calls == [1]
