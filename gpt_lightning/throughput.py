@@ -124,6 +124,10 @@ class ThroughputLogger(L.Callback):
         self._step0: Optional[int] = None  # global_step at the start of the window
         self._paused_at: Optional[float] = None
 
+    def _window(self, trainer: L.Trainer) -> int:
+        # log_every_n_steps=0 turns Lightning's step logging off; measure over 50 steps then, never every step
+        return max(self.window or trainer.log_every_n_steps or 50, 1)
+
     def _now(self, pl_module: L.LightningModule) -> float:
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)  # time the work done, not the work queued
@@ -166,9 +170,9 @@ class ThroughputLogger(L.Callback):
             return
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         self._tokens += x.numel()  # a shape: no device sync
-        window = self.window or trainer.log_every_n_steps
+        window = self._window(trainer)
         step = trainer.global_step  # counts optimizer steps: unchanged between accumulation micro-batches
-        if step == self._step0 or step % max(window, 1):
+        if step == self._step0 or step % window:
             return
         now = self._now(pl_module)
         tokens_per_sec = self._tokens * trainer.world_size / (now - self._t0)  # every rank trains alike
@@ -184,7 +188,7 @@ class ThroughputLogger(L.Callback):
             # step index as Lightning's own step metrics (train/loss, lr) use for the step just taken
             logger.log_metrics(metrics, step=trainer.global_step - 1)
         step = trainer.global_step
-        if self.print_every_n_steps and step % self.print_every_n_steps < (self.window or trainer.log_every_n_steps):
+        if self.print_every_n_steps and step % self.print_every_n_steps < self._window(trainer):
             mfu = f"{metrics['perf/mfu']:.1%}" if "perf/mfu" in metrics else "unknown"
             line = f"step {step}: {tokens_per_sec:,.0f} tokens/s, MFU {mfu}"
             bar = trainer.progress_bar_callback
