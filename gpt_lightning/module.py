@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
 from gpt_lightning.model import GPT, GPTConfig
+from gpt_lightning.throughput import enable_tf32
 
 
 def lr_at(step: int, learning_rate: float, warmup_steps: int, lr_decay_steps: int, min_lr: float) -> float:
@@ -95,6 +96,7 @@ class GPTLightningModule(L.LightningModule):
     def configure_model(self) -> None:
         # Lightning calls this before it moves the module to its device: ask the strategy where it will run
         device = self._trainer.strategy.root_device if self._trainer is not None else self.device
+        enable_tf32(device)  # in every process, also those a spawning strategy starts
         if self.hparams.compile is True or (self.hparams.compile == "auto" and device.type == "cuda"):
             self.model.compile()  # in place: state_dict keys stay free of `_orig_mod.`
             self._compile_unchecked = True

@@ -96,10 +96,14 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
-def enable_tf32() -> None:
+def enable_tf32(device: Optional[torch.device] = None) -> None:
     """Let fp32 matmuls use TF32 tensor cores on Ampere and newer GPUs (about 8x their fp32 rate, with a
-    10-bit mantissa that training does not notice); mixed precision is unaffected. No-op elsewhere."""
-    if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8:
+    10-bit mantissa that training does not notice); mixed precision is unaffected. No-op elsewhere.
+    A per-process setting: the CLI sets it before the Trainer exists (which keeps Lightning's tensor-core
+    hint quiet), the module again in configure_model, which runs in every training process."""
+    if device is None:
+        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
         torch.set_float32_matmul_precision("high")
 
 

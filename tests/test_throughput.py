@@ -221,7 +221,7 @@ def test_bench_smoke_run_prints_the_ratio_and_writes_nothing_to_out(tmp_path, ch
     assert not (tmp_path / "out").exists()  # checkpoints and logs went to a temporary folder
 
 
-def test_compile_auto_follows_the_trainers_device_not_the_modules():
+def test_compile_auto_follows_the_trainers_device_not_the_modules(monkeypatch):
     # Lightning calls configure_model before moving the module to the GPU: the strategy knows the device.
     class Strategy:
         root_device = torch.device("cuda", 0)
@@ -229,9 +229,26 @@ def test_compile_auto_follows_the_trainers_device_not_the_modules():
     class Trainer:
         strategy = Strategy()
 
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # no TF32 change
     module = tiny_module("auto")
     module._trainer = Trainer()
     calls = []
     module.model.compile = lambda *a, **k: calls.append(1)
     module.configure_model()
     assert calls == [1]
+
+
+def test_tf32_only_on_ampere_or_newer_gpus(monkeypatch):
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        throughput.enable_tf32(torch.device("cpu"))
+        assert torch.get_float32_matmul_precision() == "highest"
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # V100
+        throughput.enable_tf32(torch.device("cuda", 0))
+        assert torch.get_float32_matmul_precision() == "highest"
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # A100
+        throughput.enable_tf32(torch.device("cuda", 0))
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)
