@@ -6,17 +6,20 @@ from typing import Optional
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from gpt_lightning.resume import StopRequest, TrainingInterrupted
 from gpt_lightning.tokenizer import tokenizer_from_meta
 
 
 class LastCheckpoint(ModelCheckpoint):
     """Keeps `last.ckpt` current: every `every_n_train_steps` optimizer steps, when training ends (also when
-    max_steps is not a multiple of the interval, which ModelCheckpoint alone skips), and on an exception
-    such as Ctrl-C. It ranks nothing; the `checkpoint` callback keeps the best model by val/loss."""
+    max_steps is not a multiple of the interval, which ModelCheckpoint alone skips), and when SIGINT (Ctrl-C) or
+    SIGTERM asks the run to stop: then at the end of the current optimizer step, after which the run exits with
+    status 128 + signal number. Other exceptions save nothing (the state may be mid-step, and a crash must not
+    replace a good last.ckpt). It ranks nothing; the `checkpoint` callback keeps the best model by val/loss."""
 
     def __init__(self, dirpath: Optional[str] = None, every_n_train_steps: int = 250) -> None:
         """Args:
@@ -29,32 +32,40 @@ class LastCheckpoint(ModelCheckpoint):
             save_top_k=0,
             save_last=True,
             every_n_train_steps=every_n_train_steps,
-            save_on_exception=True,
             enable_version_counter=False,
         )
+        self.stop_request = StopRequest()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self.stop_request.install()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return  # mid-accumulation: a stop waits for the optimizer step
+        signum = self.stop_request.requested(trainer)
+        if signum is None:
+            return
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._last_global_step_saved = trainer.global_step
+        rank_zero_info(
+            f"Stopped after step {trainer.global_step}; saved {self.last_model_path}. "
+            "Resume with the same command plus --ckpt_path last."
+        )
+        for lg in trainer.loggers:  # Lightning does not flush loggers when a run ends by an exception
+            lg.finalize("interrupted")
+        raise TrainingInterrupted(signum)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.stop_request.restore()
         if self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
             self._last_global_step_saved = trainer.global_step
 
-
-class LearningRateLogger(LearningRateMonitor):
-    """Lightning's LearningRateMonitor, but silent instead of failing when the run has no logger
-    (`--trainer.logger=false`), so the CLI can always include it."""
-
-    def on_train_start(self, trainer: L.Trainer, *args, **kwargs) -> None:
-        self._enabled = bool(trainer.loggers)
-        if self._enabled:
-            super().on_train_start(trainer, *args, **kwargs)
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args, **kwargs) -> None:
-        if self._enabled:
-            super().on_train_batch_start(trainer, *args, **kwargs)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, *args, **kwargs) -> None:
-        if self._enabled:
-            super().on_train_epoch_start(trainer, *args, **kwargs)
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.stop_request.restore()
 
 
 class TextSampleCallback(L.Callback):
@@ -71,6 +82,14 @@ class TextSampleCallback(L.Callback):
         """
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
         self.temperature, self.top_k = temperature, top_k
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # a prompt the tokenizer cannot encode should stop the run now, not at the first validation
+        meta = pl_module.hparams.get("tokenizer")
+        if meta and self.max_new_tokens > 0:
+            from gpt_lightning.generation import encode_prompt
+
+            encode_prompt(tokenizer_from_meta(meta), self.prompt)
 
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -9,6 +9,7 @@ checkpoint (Lightning restores it before building the dataloaders).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Iterator, Literal, Optional
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from gpt_lightning.datacheck import check_split_sizes, check_token_ids
 from gpt_lightning.errors import UserError
 from gpt_lightning.prepare import META_FILE, prepare, read_meta
 
@@ -86,6 +88,12 @@ class ValWindows(IterableDataset):
                 f"The validation split has {n_tokens} tokens, too few for one window of block_size {block_size}; "
                 "lower --data.block_size or prepare with a larger --val_fraction."
             )
+        if num_batches < world_size:
+            # a rank without batches would skip validation while the others wait for it to reduce val/loss
+            raise UserError(
+                f"--data.val_batches {num_batches} is less than the {world_size} ranks; give every rank at least "
+                f"one validation batch (--data.val_batches >= {world_size})."
+            )
         self.path, self.meta, self.block_size = path, meta, block_size
         starts = np.linspace(0, n_tokens - block_size - 1, num_batches * batch_size).astype(np.int64)
         self.batches = starts.reshape(num_batches, batch_size)[rank::world_size]
@@ -99,6 +107,29 @@ class ValWindows(IterableDataset):
             yield gather_windows(tokens, starts, self.block_size)
 
 
+def launched_rank() -> int:
+    """This process's global rank as the launcher set it (torchrun, SLURM, Lightning's own); 0 when alone.
+    Known before any Trainer exists, which is when the CLI first reads meta.json."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0)
+
+
+def wait_for_meta(data_dir: Path, poll_s: float = 2.0, timeout_s: float = 24 * 3600) -> dict:
+    """meta.json of a folder that rank 0 is preparing, once it is there (it is written last)."""
+    print(f"waiting for rank 0 to prepare {data_dir} ...", flush=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        meta = read_meta(data_dir)
+        if meta is not None:
+            return meta
+        time.sleep(poll_s)
+    raise UserError(
+        f"{data_dir} was not prepared within {timeout_s:.0f} s; if the folder is not shared with rank 0's node, "
+        "prepare it on every node beforehand with `python -m gpt_lightning prepare`."
+    )
+
+
 class TokenBinDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -110,6 +141,7 @@ class TokenBinDataModule(L.LightningDataModule):
         val_batches: int = 200,
         num_workers: int = 0,
         seed: int = 1337,
+        tokens_per_step: Optional[int] = None,
     ) -> None:
         """Token bins made by `prepare`, served as random training windows and fixed validation windows.
 
@@ -123,12 +155,16 @@ class TokenBinDataModule(L.LightningDataModule):
             val_batches: batches in one validation pass, over all devices together.
             num_workers: dataloader worker processes for training batches (0: in the main process).
             seed: seed of the training window stream (batch k on rank r depends only on seed, r and k).
+            tokens_per_step: global batch in tokens per optimizer step; the CLI derives
+                trainer.accumulate_grad_batches = tokens_per_step / (batch_size x block_size x devices x nodes).
+                None: accumulate_grad_batches is used as given.
         """
         super().__init__()
         self.data_dir = Path(data_dir)
         self.source, self.tokenizer = source, tokenizer
         self.block_size, self.batch_size = block_size, batch_size
         self.val_batches, self.num_workers, self.seed = val_batches, num_workers, seed
+        self.tokens_per_step = tokens_per_step
         self.batches_consumed = 0  # of the training stream, restored from a checkpoint on resume
         self._meta: Optional[dict] = None
 
@@ -145,7 +181,13 @@ class TokenBinDataModule(L.LightningDataModule):
                         f"Data folder {self.data_dir} {what}; prepare it with `python -m gpt_lightning prepare "
                         f"--source SRC --out {self.data_dir}`, or set --data.source to prepare it automatically."
                     )
-                meta = prepare(self.source, self.tokenizer, self.data_dir)
+                if launched_rank() == 0:
+                    meta = prepare(self.source, self.tokenizer, self.data_dir)
+                else:  # torchrun / SLURM start every rank at once: one prepares, the others wait for it
+                    meta = wait_for_meta(self.data_dir)
+            check_split_sizes(self.data_dir, meta, self.block_size)  # before any training starts
+            for split in ("train", "val"):
+                check_token_ids(self.data_dir, meta, split, open_split(self.data_dir, split, meta))
             self._meta = meta
         return self._meta
 

@@ -29,6 +29,7 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # biases in Linears and LayerNorms, as GPT-2; False is a bit better and faster
+    gelu_approximate: str = "none"  # "none": exact erf GELU (nanoGPT); "tanh": GPT-2's original approximation
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head != 0:
@@ -39,6 +40,8 @@ class GPTConfig:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.gelu_approximate not in ("none", "tanh"):
+            raise ValueError(f"gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
 
@@ -150,7 +153,9 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()  # exact erf GELU; GPT-2's tanh approximation differs by < 1e-3
+        # exact erf GELU by default; GPT-2 was trained with the tanh approximation (differs by < 1e-3), which
+        # imported GPT-2 weights keep so their logits match the original's
+        self.gelu = nn.GELU(approximate=config.gelu_approximate)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -278,13 +283,19 @@ class GPT(nn.Module):
         top_p: Optional[float] = None,
         kv_cache: bool = True,
         generator: Optional[torch.Generator] = None,
+        vocab_size: Optional[int] = None,
     ) -> Iterator[torch.Tensor]:
         """Yield max_new_tokens next tokens (B, 1) one at a time, continuing the token ids idx (B, T).
 
         temperature 0 is greedy (argmax). With kv_cache the prompt is run once and each new token attends to
         the cached keys and values; once the sequence outgrows block_size the context is cropped to its last
-        block_size tokens and recomputed, as without the cache, so both give the same tokens.
+        block_size tokens and recomputed, as without the cache, so both give the same tokens. (Learned absolute
+        positions leave no cheaper exact way: after a crop every token sits at a new position. So past
+        block_size each step costs a full forward, cache or not.)
+        vocab_size: draw only among the first vocab_size ids, those the tokenizer can decode (GPT-2's 50257
+        of the 50304 a padded model scores); None: all of them.
         """
+        check_sampling_args(temperature, top_k, top_p)
         block_size = self.config.block_size
         try:
             if kv_cache:
@@ -296,8 +307,11 @@ class GPT(nn.Module):
                     if kv_cache:
                         self._set_kv_cache(idx.size(0))
                     pending = idx[:, -block_size:]
-                logits, _ = self(pending)
-                next_token = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
+                # forward, not __call__: a model compiled in place (module.py's configure_model) would recompile
+                # as the cache length changes; decoding one token at a time is cheap enough in eager mode
+                logits, _ = self.forward(pending)
+                logits = logits[:, -1, :vocab_size]  # (B, vocab): a prefix, so ids keep their meaning
+                next_token = sample_next_token(logits, temperature, top_k, top_p, generator)  # (B, 1)
                 idx = torch.cat((idx, next_token), dim=1)
                 pending = next_token
                 yield next_token
@@ -309,6 +323,16 @@ class GPT(nn.Module):
         """idx (B, T) followed by max_new_tokens sampled tokens: (B, T + max_new_tokens)."""
         new = list(self.generate_tokens(idx, max_new_tokens, **kwargs))
         return torch.cat([idx, *new], dim=1)
+
+
+def check_sampling_args(temperature: float, top_k: Optional[int] = None, top_p: Optional[float] = None) -> None:
+    """Raise ValueError, saying what to pass instead, for settings that define no distribution."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}.")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1 (or None for the whole vocabulary), got {top_k}.")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1] (or None for no nucleus cut), got {top_p}.")
 
 
 def sample_next_token(

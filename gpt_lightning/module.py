@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import warnings
 from typing import Literal, Optional, Union
 
 import lightning as L
+import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torchmetrics import MeanMetric
 
+from gpt_lightning.checkpoint import strip_wrapper_prefixes
 from gpt_lightning.model import GPT, GPTConfig
+from gpt_lightning.nonfinite import NonFiniteLossError, NonFiniteTracker, check_finite_parameters
 from gpt_lightning.throughput import enable_tf32
 
 
@@ -36,13 +41,15 @@ def lr_at(step: int, learning_rate: float, warmup_steps: int, lr_decay_steps: in
 class GPTLightningModule(L.LightningModule):
     def __init__(
         self,
-        vocab_size: int = 50304,
-        block_size: int = 1024,
-        n_layer: int = 12,
-        n_head: int = 12,
-        n_embd: int = 768,
+        vocab_size: Optional[int] = None,
+        block_size: Optional[int] = None,
+        n_layer: Optional[int] = None,
+        n_head: Optional[int] = None,
+        n_embd: Optional[int] = None,
         dropout: float = 0.0,
-        bias: bool = True,
+        bias: Optional[bool] = None,
+        gelu_approximate: Optional[Literal["none", "tanh"]] = None,
+        init_from: str = "scratch",
         learning_rate: float = 6e-4,
         min_lr: float = 6e-5,
         warmup_steps: int = 2000,
@@ -53,17 +60,26 @@ class GPTLightningModule(L.LightningModule):
         beta2: float = 0.95,
         compile: Union[bool, Literal["auto"]] = "auto",
         tokenizer: Optional[dict] = None,
+        on_nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
         """A GPT and how to train it.
 
         Args:
-            vocab_size: tokens in the vocabulary; linked from the data's meta.json by the CLI.
-            block_size: longest context; linked from --data.block_size by the CLI.
-            n_layer: transformer blocks.
-            n_head: attention heads per block.
-            n_embd: width of the residual stream (a multiple of n_head).
+            vocab_size: tokens in the vocabulary; linked from the data's meta.json by the CLI (None: 50304, or
+                the pretrained model's).
+            block_size: longest context; linked from --data.block_size by the CLI (None: 1024, or the pretrained
+                model's; shorter than the pretrained one crops its position table).
+            n_layer: transformer blocks (None: 12, or the pretrained model's).
+            n_head: attention heads per block (None: 12, or the pretrained model's).
+            n_embd: width of the residual stream, a multiple of n_head (None: 768, or the pretrained model's).
             dropout: dropout probability (0 for pretraining, ~0.1-0.2 for small data or finetuning).
-            bias: biases in Linear and LayerNorm layers, as GPT-2 has.
+            bias: biases in Linear and LayerNorm layers, as GPT-2 has (None: True, or the pretrained model's).
+            gelu_approximate: `none` for the exact GELU, `tanh` for GPT-2's approximation (None: `none`, or
+                the pretrained model's).
+            init_from: `scratch` (random init), `gpt2`, `gpt2-medium`, `gpt2-large`, `gpt2-xl` (OpenAI's weights
+                from the Hugging Face hub cache; needs the hf extra), a local Hugging Face GPT-2 folder or a
+                .safetensors file. The architecture then comes from the weights; setting it differently is
+                an error.
             learning_rate: peak learning rate, reached at the end of warmup.
             min_lr: learning rate at and after lr_decay_steps (about learning_rate / 10).
             warmup_steps: optimizer steps of linear warmup.
@@ -74,29 +90,59 @@ class GPTLightningModule(L.LightningModule):
             beta2: AdamW beta2 (0.99 suits small models and few tokens per step).
             compile: torch.compile the GPT; `auto` compiles on CUDA only.
             tokenizer: how token ids decode to text; filled in from the data's meta.json by the CLI.
+            on_nonfinite_loss: a NaN or infinite training loss `stop`s the run with a message naming the step
+                (checked every step on CPU, every log_every_n_steps steps and before each checkpoint elsewhere,
+                to avoid a host sync per step), or `skip`s that optimizer step (one host sync per step).
         """
         super().__init__()
         self.save_hyperparameters()
-        config = GPTConfig(
-            vocab_size=vocab_size,
-            block_size=block_size,
-            n_layer=n_layer,
-            n_head=n_head,
-            n_embd=n_embd,
-            dropout=dropout,
-            bias=bias,
-        )
-        self.model = GPT(config)
+        architecture = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, bias=bias, gelu_approximate=gelu_approximate)
+        if init_from == "scratch":
+            given = dict(architecture, vocab_size=vocab_size, block_size=block_size)
+            self.model = GPT(GPTConfig(dropout=dropout, **{k: v for k, v in given.items() if v is not None}))
+        else:
+            self.model = self._pretrained(init_from, vocab_size, block_size, dropout, tokenizer, architecture)
+        # Store the resolved architecture, so that a checkpoint alone rebuilds this model: an imported one
+        # is then "scratch" with its weights in the checkpoint, and loading it needs neither network nor hub.
+        config = self.model.config
+        self.hparams.update({k: getattr(config, k) for k in ("vocab_size", "block_size", *architecture)})
+        self.hparams.init_from = "scratch"
         self.val_loss = MeanMetric()  # sums and counts, so the mean over DDP ranks is exact
+        self.nonfinite = NonFiniteTracker()
+
+    def _pretrained(self, init_from, vocab_size, block_size, dropout, tokenizer, architecture) -> GPT:
+        """GPT-2 weights (see hf.py), fitted to this run: block_size crops, a conflicting setting is an error."""
+        from gpt_lightning.hf import adapt_pretrained, load_pretrained
+
+        config, sd, model_tokenizer = load_pretrained(init_from)
+        config, sd, model_tokenizer = adapt_pretrained(
+            config, sd, model_tokenizer, source=init_from, vocab_size=vocab_size, block_size=block_size,
+            dropout=dropout, data_tokenizer=tokenizer, **architecture,
+        )
+        self.hparams.tokenizer = model_tokenizer  # GPT-2's BPE when the data did not say
+        with torch.device("meta"):  # no random init of weights that are overwritten at once
+            model = GPT(config)
+        model.load_state_dict(sd, assign=True)
+        model.lm_head.weight = model.transformer.wte.weight  # assign=True replaced the tied Parameter
+        rank_zero_info(f"Initialized from {init_from}: {model.get_num_params() / 1e6:.2f}M parameters, {config}")
+        return model
 
     @property
     def config(self) -> GPTConfig:
         return self.model.config
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Our checkpoints never carry torch.compile / DDP wrapper prefixes, but older files may (`_orig_mod.`
+        # from torch.compile(model), `module.` from a DDP-wrapped save): strip them before the state is loaded.
+        checkpoint["state_dict"] = strip_wrapper_prefixes(checkpoint["state_dict"])
+
     def configure_model(self) -> None:
         # Lightning calls this before it moves the module to its device: ask the strategy where it will run
         device = self._trainer.strategy.root_device if self._trainer is not None else self.device
         enable_tf32(device)  # in every process, also those a spawning strategy starts
+        # Which parameters are matrices, noted before FSDP flattens them all into 1-D shards (it keeps the
+        # Parameter objects, so their ids still find them in configure_optimizers).
+        self._matrix_ids = {id(p) for p in self.model.parameters() if p.dim() >= 2}
         if self.hparams.compile is True or (self.hparams.compile == "auto" and device.type == "cuda"):
             self.model.compile()  # in place: state_dict keys stay free of `_orig_mod.`
             self._compile_unchecked = True
@@ -131,6 +177,7 @@ class GPTLightningModule(L.LightningModule):
         every = self.trainer.log_every_n_steps
         if every and (self.global_step + 1) % every == 0:
             self.log("train/loss", loss, on_step=True, on_epoch=False)
+        self.nonfinite.update(loss, self.global_step)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -141,6 +188,12 @@ class GPTLightningModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         loss = self.val_loss.compute()  # reduced over ranks
         self.val_loss.reset()
+        if not self.trainer.sanity_checking and not torch.isfinite(loss):
+            # before val/loss is logged: a NaN model must never be ranked by the best-checkpoint callback
+            raise NonFiniteLossError(
+                f"The validation loss is {loss.item()} at step {self.global_step}: the model's weights have gone "
+                "NaN or infinite; resume from an earlier checkpoint with a lower --model.learning_rate."
+            )
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/perplexity", torch.exp(loss))
 
@@ -153,8 +206,9 @@ class GPTLightningModule(L.LightningModule):
         hp = self.hparams
         params = [p for p in self.model.parameters() if p.requires_grad]
         # Every matrix (Linear weights, embeddings) decays; biases and LayerNorm weights (1-D) do not.
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
+        matrices = getattr(self, "_matrix_ids", None) or {id(p) for p in params if p.dim() >= 2}
+        decay = [p for p in params if id(p) in matrices]
+        no_decay = [p for p in params if id(p) not in matrices]
         groups = [
             {"params": decay, "weight_decay": hp.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
@@ -183,10 +237,63 @@ class GPTLightningModule(L.LightningModule):
             return {"foreach": True}
         return {"fused": True}
 
+    # ------------------------------------------------------------ non-finite losses, resuming
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.hparams.dropout > 0:
+            # Dropout masks come from the global torch RNG, which checkpoints do not hold and validation and
+            # dataloaders also draw from. Seeding it per micro-batch from (seed, rank, micro-batch index), as the
+            # data stream is, makes masks, and so a resumed run, exact.
+            k = self.trainer.global_step * self.trainer.accumulate_grad_batches
+            k += batch_idx % self.trainer.accumulate_grad_batches
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            torch.manual_seed(int(np.random.SeedSequence([seed, self.global_rank, k]).generate_state(1)[0]))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.hparams.on_nonfinite_loss != "stop":
+            return
+        step_done = (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
+        if self.device.type == "cpu" or (step_done and self.global_step % self.trainer.log_every_n_steps == 0):
+            self.nonfinite.raise_if_seen()
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self.hparams.on_nonfinite_loss == "skip" and self.nonfinite.take_step_bad():
+            self.nonfinite.reset_seen()
+            rank_zero_warn(f"Skipped optimizer step {self.global_step}: its training loss was NaN or infinite.")
+            if "16-mixed" != str(self.trainer.precision):  # under 16-mixed the GradScaler skips it already
+                optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.hparams.on_nonfinite_loss == "stop":
+            self.nonfinite.raise_if_seen()
+        check_finite_parameters(self.parameters(), self.global_step)
+
+    def on_train_start(self) -> None:
+        # On resume Lightning restores the optimizer and scheduler states of the run that wrote the checkpoint,
+        # learning rate, betas and weight decay included; the values given now (a finetune's new learning rate)
+        # win. On a fresh run this changes nothing.
+        hp = self.hparams
+        optimizer = self.trainer.optimizers[0]
+        for group, weight_decay in zip(optimizer.param_groups, (hp.weight_decay, 0.0)):
+            group.update(betas=(hp.beta1, hp.beta2), weight_decay=weight_decay, initial_lr=hp.learning_rate)
+            group["lr"] = hp.learning_rate
+        if self.trainer.lr_scheduler_configs:
+            scheduler = self.trainer.lr_scheduler_configs[0].scheduler
+            scheduler.base_lrs = [hp.learning_rate] * len(optimizer.param_groups)
+            for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
+                group["lr"] = hp.learning_rate * factor(scheduler.last_epoch)
+            scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # Lightning 2.6 refuses to clip for an optimizer that handles AMP unscaling itself (fused AdamW), even
         # under bf16 / fp32 where nothing is scaled (#21435). The gradients are true gradients there, so clip
         # them directly; in every other case Lightning's own clipping runs.
+        root = self._trainer.model if self._trainer is not None else None
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and isinstance(root, FSDP):
+            # Under FSDP each rank holds a shard, so the norm must be taken over all of them: only the root
+            # FSDP unit can (Lightning 2.6 refuses norm clipping under FSDP for want of that root).
+            root.clip_grad_norm_(gradient_clip_val)
+            return
         if gradient_clip_val and getattr(optimizer, "_step_supports_amp_scaling", False):
             if gradient_clip_algorithm in (None, "norm"):
                 torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)

@@ -8,16 +8,19 @@ the count in meta.json: an interrupted prepare never leaves data that training w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
+import socket
 from pathlib import Path
 from typing import Iterator, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from gpt_lightning.encode import encode_batches, make_batches
 from gpt_lightning.errors import UserError
 from gpt_lightning.sources import Source, resolve_source
 from gpt_lightning.tokenizer import GPT2Tokenizer, Tokenizer, build_tokenizer
@@ -47,15 +50,18 @@ class _BinWriter:
 
     def __init__(self, path: Path, dtype: np.dtype) -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.tmp = path.with_name(f".{path.name}.{temporary_tag()}")
         self.dtype = dtype
         self.count = 0
+        self.max_id = -1  # recorded in meta.json, so training can check ids against vocab_size without a scan
         self.file = open(self.tmp, "wb")
 
     def write(self, ids: list[int] | np.ndarray) -> None:
         arr = np.asarray(ids, dtype=self.dtype)
         arr.tofile(self.file)
         self.count += arr.size
+        if arr.size:
+            self.max_id = max(self.max_id, int(arr.max()))
 
     def commit(self) -> None:
         self.file.close()
@@ -64,6 +70,31 @@ class _BinWriter:
     def discard(self) -> None:
         self.file.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def temporary_tag() -> str:
+    """The suffix of this process's temporary files: `tmp-PID-HOST`, so a later run can tell whose they are."""
+    return f"tmp-{os.getpid()}-{socket.gethostname()}"
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files of a prepare that was killed (SIGKILL, power loss) before it could clean up:
+    those of this host whose process is gone. Files of a prepare still running, here or on another node
+    sharing the folder, are left alone."""
+    for tmp in out.glob(".*.tmp-*"):
+        pid, _, host = tmp.name.rsplit(".tmp-", 1)[1].partition("-")
+        if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def split_documents(source: Source, val_fraction: float) -> Iterator[tuple[str, str]]:
@@ -91,17 +122,25 @@ def prepare(
     out: Path = Path("data/shakespeare_char"),
     val_fraction: float = 0.1,
     overwrite: bool = False,
+    num_proc: int = 1,
+    batch_chars: int = 4_000_000,
 ) -> dict:
     """Tokenize a text corpus into train.bin / val.bin / meta.json.
 
     Args:
-        source: `tinyshakespeare`, a .txt file, or a folder of .txt files (each file one document).
+        source: `tinyshakespeare`; a .txt file (one document) or .jsonl file (one document per line, its
+            "text" field); a folder of such files (read in sorted order); or `hf:NAME[:CONFIG]`, the train split
+            of a Hugging Face dataset (`hf` extra; NAME may be a local folder).
         tokenizer: `char` (vocabulary = the corpus's sorted characters) or `gpt2` (tiktoken's GPT-2 BPE,
             `<|endoftext|>` after each document).
         out: the data folder to write.
         val_fraction: share of the text held out for validation.
         overwrite: replace a folder prepared with another tokenizer or corpus.
+        num_proc: tokenizer processes; the bins are identical whatever the number.
+        batch_chars: characters per unit of work; memory stays near 2 x num_proc of them, whatever the corpus.
     """
+    if num_proc < 1 or batch_chars < 1:
+        raise UserError(f"--num_proc and --batch_chars must be positive, got {num_proc} and {batch_chars}.")
     if not 0 <= val_fraction < 1:
         raise UserError(f"--val_fraction must be in [0, 1), got {val_fraction}.")
     out = Path(out)
@@ -119,16 +158,35 @@ def prepare(
     tok = _tokenizer_for(src, tokenizer)
     dtype = token_dtype(tok.vocab_size)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     writers = {split: _BinWriter(out / f"{split}.bin", dtype) for split in SPLITS}
     digest = hashlib.sha256()
-    eot = [tok.eot_token] if isinstance(tok, GPT2Tokenizer) else []
+    eot = tok.eot_token if isinstance(tok, GPT2Tokenizer) else None
+
+    documents_read = 0
+
+    def counted() -> Iterator[str]:
+        nonlocal documents_read
+        for doc in src.documents():
+            documents_read += 1
+            yield doc
+
+    def pieces() -> Iterator[tuple[str, str, int]]:
+        for split, text in split_documents(dataclasses.replace(src, reader=counted, num_documents=len(src)), val_fraction):
+            digest.update(text.encode("utf-8"))
+            yield split, text, documents_read  # the progress bar's position once this piece is written
+
     try:
-        with tqdm(desc=f"prepare {src.corpus}", unit="char", unit_scale=True, disable=None) as bar:
-            for split, text in split_documents(src, val_fraction):
-                digest.update(text.encode("utf-8"))
-                if text:
-                    writers[split].write(tok.encode(text) + eot)
-                bar.update(len(text))
+        batches = make_batches(pieces(), batch_chars)
+        with tqdm(desc=f"prepare {src.corpus}", total=len(src), unit="doc", disable=None) as bar:
+            tokens = 0
+            for batch, arrays in encode_batches(batches, tok, eot, dtype, num_proc):
+                for split, arr in arrays.items():
+                    writers[split].write(arr)
+                    tokens += arr.size
+                elapsed = bar.format_dict["elapsed"] or 1e-9
+                bar.set_postfix_str(f"{tokens:,} tokens, {tokens / elapsed:,.0f} tok/s", refresh=False)
+                bar.update(batch.position - bar.n)  # redraws, postfix included
         counts = {split: w.count for split, w in writers.items()}
         if counts["train"] == 0:
             raise UserError(f"Source {source!r} has no text to train on; check that its files are not empty.")
@@ -141,6 +199,7 @@ def prepare(
             "dtype": dtype.name,
             "train_tokens": counts["train"],
             "val_tokens": counts["val"],
+            "max_token_id": {split: w.max_id for split, w in writers.items()},
             "val_fraction": val_fraction,
             "source": {"name": src.name, "corpus": src.corpus, "documents": len(src), "sha256": digest.hexdigest()},
         }
@@ -148,9 +207,12 @@ def prepare(
         (out / META_FILE).unlink(missing_ok=True)
         for w in writers.values():
             w.commit()
-        tmp_meta = out / f".{META_FILE}.{os.getpid()}.tmp"
-        tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp_meta, out / META_FILE)
+        tmp_meta = out / f".{META_FILE}.{temporary_tag()}"
+        try:
+            tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+            os.replace(tmp_meta, out / META_FILE)
+        finally:
+            tmp_meta.unlink(missing_ok=True)
     finally:
         for w in writers.values():
             if not w.file.closed or w.tmp.exists():

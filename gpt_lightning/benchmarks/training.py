@@ -63,6 +63,7 @@ class BenchCLI(GPTLightningCLI):
         trainer.max_steps = config.warmup + config.steps
         trainer.devices, trainer.num_nodes = 1, 1  # one process: the plain loop is single-device
         trainer.limit_val_batches, trainer.num_sanity_val_steps, trainer.val_check_interval = 0, 0, None
+        config.val_every_n_steps = None
         trainer.enable_model_summary = False
         trainer.default_root_dir = tmp
         logger = trainer.logger
@@ -110,8 +111,8 @@ class ClockCallback(Callback):
 
 
 def tokens_per_step(cli: BenchCLI) -> int:
-    data, trainer = cli.config.data, cli.config.trainer
-    return data.batch_size * data.block_size * (trainer.accumulate_grad_batches or 1)
+    # the Trainer's accumulation: the CLI may derive it from --data.tokens_per_step
+    return cli.config.data.batch_size * cli.config.data.block_size * cli.trainer.accumulate_grad_batches
 
 
 def run_lightning(cli: BenchCLI) -> StepClock:
@@ -244,7 +245,7 @@ def main(args: list[str]) -> None:
             f"bench: {hardware}, torch {torch.__version__}, precision {precision}, compile {cli.model.hparams.compile}\n"
             f"model {model_config.n_layer} layers x {model_config.n_embd}, block {model_config.block_size}, "
             f"{tokens_per_step(cli):,} tokens per optimizer step (micro batch {c.data.batch_size} x block "
-            f"{c.data.block_size} x accumulation {c.trainer.accumulate_grad_batches or 1})\n"
+            f"{c.data.block_size} x accumulation {cli.trainer.accumulate_grad_batches})\n"
             f"each round: {c.warmup} warm-up + {c.steps} timed optimizer steps of (a) Lightning and (b) the plain "
             "loop, in alternating order",
             flush=True,

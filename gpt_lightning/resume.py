@@ -1,0 +1,226 @@
+"""Resuming and interruptions: what keeps a long run's work safe.
+
+- `AtomicCheckpointIO`: a checkpoint is written to a temporary file in its own folder, fsynced and renamed into
+  place, so a kill at any moment leaves the previous `last.ckpt` intact (Lightning's own writer stages the file in
+  the system temp dir and moves it, which is a copy, not a rename, when /tmp is another file system).
+- `StopRequest`: the first SIGINT (Ctrl-C) or SIGTERM (preemption) only asks the run to stop; `LastCheckpoint`
+  finishes the current optimizer step, saves `last.ckpt` and exits with status 128 + signal number. Stopping at a
+  step boundary is what makes the saved state exact: a micro-batch's gradients are never saved, so a checkpoint
+  taken in the middle of gradient accumulation could not be resumed exactly.
+- `checkpoint_hparams_as_defaults` and `check_checkpoint_fits`: with `--ckpt_path`, the checkpoint's
+  hyperparameters fill in what the config and command line leave unset, values given now win, and a checkpoint
+  that does not fit the model is refused with one sentence instead of a state_dict traceback.
+- `refuse_to_overwrite_run`: a new run does not write into a checkpoint folder that holds an earlier run's work.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from fsspec.implementations.local import LocalFileSystem
+
+from gpt_lightning.errors import UserError
+
+# Model hyperparameters that the CLI links from the data; a checkpoint's values must not be used as defaults
+# for them (block_size instead becomes the default of --data.block_size).
+LINKED_FROM_DATA = ("vocab_size", "tokenizer", "block_size")
+# Hyperparameters that decide the shapes of the weights, named in the mismatch message.
+ARCHITECTURE = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size", "bias")
+
+
+# ------------------------------------------------------------ atomic checkpoint files
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save into `.NAME.PID.tmp` beside the target, fsync, then os.replace: readers (and a resume after
+    SIGKILL or a full disk) only ever see a complete old or a complete new checkpoint."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            return super().save_checkpoint(checkpoint, path, storage_options)  # remote: Lightning's way
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def with_atomic_checkpoint_io(plugins: Any) -> list:
+    """The Trainer's plugins plus AtomicCheckpointIO, unless the user chose a CheckpointIO of their own."""
+    from lightning.fabric.plugins import CheckpointIO
+
+    plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins
+
+
+def remove_stale_temp_files(dirpath: Path) -> None:
+    """Temporary checkpoint files left by a killed run (never valid checkpoints: the rename did not happen)."""
+    for tmp in Path(dirpath).glob(".*.ckpt.*.tmp"):
+        if tmp.name.split(".")[-2] != str(os.getpid()):
+            tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------ SIGINT / SIGTERM: stop at the next step boundary
+
+
+class TrainingInterrupted(SystemExit):
+    """Raised at an optimizer-step boundary after last.ckpt was saved; exits with status 128 + signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+class StopRequest:
+    """Turns the first SIGINT or SIGTERM into a request that training polls at step boundaries.
+
+    A second SIGINT stops at once (KeyboardInterrupt), without saving. Lightning's own SIGTERM handler is
+    replaced while training runs: it would end the run after the current micro-batch, in the middle of
+    gradient accumulation, and restored when training ends.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        self.signum = None
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now, nothing saved
+        if self.signum is None:
+            self.signum = signum
+            name = signal.Signals(signum).name
+            sys.stderr.write(
+                f"\n{name} received: finishing this optimizer step, then saving last.ckpt and stopping"
+                + (" (Ctrl-C again stops at once without saving)" if signum == signal.SIGINT else "")
+                + ".\n"
+            )
+            sys.stderr.flush()
+
+    def requested(self, trainer) -> Optional[int]:
+        """The signal number if any rank was asked to stop (ranks must stop at the same step)."""
+        signum = self.signum
+        if trainer.world_size > 1:
+            anyone = trainer.strategy.reduce_boolean_decision(signum is not None, all=False)
+            signum = signum or (signal.SIGTERM if anyone else None)
+        return signum
+
+
+# ------------------------------------------------------------ --ckpt_path
+
+
+def resolve_ckpt_path(ckpt_path: Optional[str], checkpoint_dir: Optional[str]) -> Optional[str]:
+    """`last` -> DIR/last.ckpt (None, with a note, when there is none yet: a first run under a requeue script);
+    a path must exist. Other special values (`best`, `hpc`) are left to Lightning."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        if checkpoint_dir is None:
+            return ckpt_path  # Lightning searches its default folders
+        last = Path(checkpoint_dir) / "last.ckpt"
+        if last.is_file():
+            return str(last)
+        print(f"note: --ckpt_path last: no {last} yet, so this run starts from scratch.", file=sys.stderr)
+        return None
+    if ckpt_path in ("best", "hpc", "registry") or "://" in ckpt_path:
+        return ckpt_path
+    if not Path(ckpt_path).is_file():
+        raise UserError(
+            f"--ckpt_path {ckpt_path} does not exist; give the path of a .ckpt file, or `last` to resume from "
+            "last.ckpt in --checkpoint.dirpath."
+        )
+    return ckpt_path
+
+
+def load_checkpoint_meta(path: str) -> dict:
+    """hyper_parameters, state_dict and global_step of a checkpoint, memory-mapped (nothing is copied)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to read means the same thing to the user
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}); it may be truncated.") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise UserError(f"{path} is not a Lightning checkpoint of this project (it has no state_dict).")
+    return ckpt
+
+
+def checkpoint_hparams_as_defaults(hparams: dict, known: set[str]) -> dict[str, Any]:
+    """Parser defaults from a checkpoint's hyperparameters: `model.*` ones, plus `data.block_size`."""
+    defaults = {f"model.{k}": v for k, v in hparams.items() if k in known and k not in LINKED_FROM_DATA}
+    if "block_size" in hparams:
+        defaults["data.block_size"] = hparams["block_size"]
+    return defaults
+
+
+def check_checkpoint_fits(path: str, ckpt: dict, model: torch.nn.Module, hparams: dict) -> None:
+    """Refuse, in one sentence, a checkpoint whose weights do not have the shapes of the model built now."""
+    from gpt_lightning.hf import strip_prefixes  # as GPTLightningModule.on_load_checkpoint does
+
+    theirs = {k: tuple(v.shape) for k, v in strip_prefixes(dict(ckpt["state_dict"])).items()}
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if theirs == ours:
+        return
+    old = ckpt.get("hyper_parameters", {})
+    diffs = [f"{k}={old[k]} there, {hparams[k]} here" for k in ARCHITECTURE if k in old and old[k] != hparams.get(k)]
+    if not diffs:
+        bad = next((k for k in ours if theirs.get(k) != ours[k]), None) or next(k for k in theirs if k not in ours)
+        diffs = [f"{bad} is {theirs.get(bad)} there, {ours.get(bad)} here"]
+    hint = (
+        "train on data with the same vocabulary (data_dir)"
+        if any(d.startswith("vocab_size=") for d in diffs)
+        else "use the config it was trained with, or drop the options that change the architecture"
+    )
+    raise UserError(f"Checkpoint {path} does not fit this model ({'; '.join(diffs)}): {hint}.")
+
+
+# ------------------------------------------------------------ a fresh run must not overwrite an earlier one
+
+
+def refuse_to_overwrite_run(checkpoint_dir: Optional[str]) -> None:
+    """A new run (no --ckpt_path) into a folder that already holds checkpoints would replace an earlier run's
+    last.ckpt and mix its best checkpoints with the new ones: refuse, and say how to resume or start over."""
+    if checkpoint_dir is None or not Path(checkpoint_dir).is_dir():
+        return
+    found = sorted(p.name for p in Path(checkpoint_dir).glob("*.ckpt"))
+    if found:
+        raise UserError(
+            f"{checkpoint_dir} already holds checkpoints of an earlier run ({', '.join(found[:3])}"
+            f"{', ...' if len(found) > 3 else ''}); resume it with --ckpt_path last, or start a new run with "
+            "another --checkpoint.dirpath (or delete that folder)."
+        )

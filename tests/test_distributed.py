@@ -1,0 +1,270 @@
+"""Multi-process training on CPU: two DDP ranks over gloo, launched by the real CLI.
+
+One tiny run (2 ranks x micro-batch 2 x accumulation 2, the accumulation derived from --data.tokens_per_step)
+is recorded by tests/ddp_probe.py and checked against a single process doing the same arithmetic by hand:
+- each rank draws its own windows, and they are the documented (seed, rank, k) stream;
+- the averaged gradient and the AdamW update equal those of one process on the 2*2*2 = 8 windows at once
+  (fp32; only the order of summation differs, so rtol 1e-4, atol 1e-6);
+- the logged val/loss is the mean over all validation batches, not one rank's share (5 batches: 3 + 2).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gpt_lightning.cli import GPTLightningCLI
+from gpt_lightning.data import TrainWindows, ValWindows
+from gpt_lightning.model import GPT, GPTConfig
+from gpt_lightning.module import GPTLightningModule
+from gpt_lightning.prepare import prepare, read_meta
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = dict(rtol=1e-4, atol=1e-6)
+MODEL = dict(n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True, learning_rate=1e-2, min_lr=1e-3,
+             warmup_steps=1, lr_decay_steps=10, weight_decay=0.1, beta1=0.9, beta2=0.95)
+B, T, WORLD, ACCUM, SEED, VAL_BATCHES, STEPS = 2, 16, 2, 2, 1234, 5, 2
+
+
+def corpus_text() -> str:
+    for shared in (ROOT.parent / "shared", ROOT.parent.parent / "shared"):  # main checkout or a worktree
+        if (shared / "data" / "tinyshakespeare.txt").is_file():
+            return (shared / "data" / "tinyshakespeare.txt").read_text()[:50_000]
+    rng = np.random.default_rng(0)
+    words = ["the", "king", "and", "queen", "of", "rome", "speak", "now", "my", "lord"]
+    return " ".join(rng.choice(words, size=10_000)) + "\n"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ddp_data")
+    (root / "corpus.txt").write_text(corpus_text())
+    prepare(str(root / "corpus.txt"), "char", root / "bins", val_fraction=0.2)
+    return root / "bins"
+
+
+def fit_args(data_dir: Path, out: Path, **extra: str) -> list[str]:
+    args = {
+        "--seed_everything": "7",
+        "--data.data_dir": str(data_dir),
+        "--data.block_size": str(T),
+        "--data.batch_size": str(B),
+        "--data.val_batches": str(VAL_BATCHES),
+        "--data.seed": str(SEED),
+        "--trainer.max_steps": str(STEPS),
+        "--trainer.accelerator": "cpu",
+        "--trainer.precision": "32-true",
+        "--trainer.logger": "false",
+        "--trainer.enable_progress_bar": "false",
+        "--trainer.enable_model_summary": "false",
+        "--checkpoint.dirpath": str(out / "checkpoints"),
+        "--model.compile": "false",
+        **{f"--model.{k}": str(v) for k, v in MODEL.items()},
+        **extra,
+    }
+    return [x for kv in args.items() for x in kv]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(data_dir, tmp_path_factory):
+    """Two CPU ranks, launched the way a user launches them: one command, Lightning starts the second rank."""
+    out = tmp_path_factory.mktemp("ddp_run")
+    probe = '[{"class_path": "ddp_probe.Probe", "init_args": {"out_dir": "%s"}}]' % (out / "probe")
+    args = fit_args(
+        data_dir, out,
+        **{
+            "--trainer.strategy": "ddp",
+            "--trainer.devices": str(WORLD),
+            "--data.tokens_per_step": str(B * T * WORLD * ACCUM),
+            "--val_every_n_steps": str(STEPS),
+            "--trainer.callbacks": probe,
+        },
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpt_lightning", "fit", *args],
+        cwd=out, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = [torch.load(out / "probe" / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return proc, records, out
+
+
+def reference_module(data_dir: Path) -> GPTLightningModule:
+    return GPTLightningModule(vocab_size=read_meta(data_dir)["vocab_size"], block_size=T, compile=False, **MODEL)
+
+
+def test_ddp_run_through_cli(ddp_run):
+    proc, records, out = ddp_run
+    assert f"{B} batch x {T} block x {WORLD} device(s) x 1 node(s) x {ACCUM} accumulation (derived from tokens_per_step) = {B * T * WORLD * ACCUM}" in proc.stdout + proc.stderr
+    for rec in records:
+        assert rec["world_size"] == WORLD and rec["accumulate"] == ACCUM
+        assert len(rec["batches"]) == STEPS * ACCUM and len(rec["grads"]) == STEPS
+        # --val_every_n_steps counts optimizer steps, also with the derived accumulation
+        assert [v["step"] for v in rec["val"] if not v["sanity"]] == [STEPS]
+    # DDP kept the replicas identical
+    for name, p in records[0]["final"].items():
+        torch.testing.assert_close(p, records[1]["final"][name], rtol=0, atol=0)
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_each_rank_draws_its_own_reproducible_windows(ddp_run, data_dir):
+    _, records, _ = ddp_run
+    meta = read_meta(data_dir)
+    for rank, rec in enumerate(records):
+        stream = TrainWindows(data_dir, meta, B, T, SEED, rank)
+        expected = iter(stream)
+        for x, y in rec["batches"]:
+            ex, ey = next(expected)
+            assert torch.equal(x, ex) and torch.equal(y, ey)
+    seen = [{tuple(row.tolist()) for x, _ in rec["batches"] for row in x} for rec in records]
+    assert not seen[0] & seen[1], "two ranks trained on the same windows"
+
+
+def test_gradient_and_update_equal_one_process_on_the_global_batch(ddp_run, data_dir):
+    _, records, _ = ddp_run
+    r0, r1 = records
+    for name, g in r0["grads"][0].items():  # the all-reduce left the same gradient on both ranks
+        torch.testing.assert_close(g, r1["grads"][0][name], **TOL)
+
+    module = reference_module(data_dir)
+    module.model.load_state_dict(r0["init"])
+    optimizers = module.configure_optimizers()
+    optimizer, scheduler = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
+    # step 0's global batch: micro-batches 0..ACCUM-1 of every rank, as one batch of B*ACCUM*WORLD windows
+    x = torch.cat([x for rec in records for x, _ in rec["batches"][:ACCUM]])
+    y = torch.cat([y for rec in records for _, y in rec["batches"][:ACCUM]])
+    assert x.shape == (B * ACCUM * WORLD, T)
+    _, loss = module.model(x, y)
+    loss.backward()
+    for name, p in module.model.named_parameters():
+        torch.testing.assert_close(p.grad, r0["grads"][0][name], **TOL, msg=lambda m: f"{name}: {m}")
+    optimizer.step()
+    scheduler.step()
+    for name, p in module.model.named_parameters():  # the weights after the first update
+        torch.testing.assert_close(p.detach(), r0["params_before_step"][1][name], **TOL, msg=lambda m: f"{name}: {m}")
+
+
+def test_validation_loss_is_reduced_over_ranks(ddp_run, data_dir):
+    _, records, _ = ddp_run
+    meta = read_meta(data_dir)
+    counts = [rec["val"][-1]["local_count"] for rec in records]
+    assert counts == [3, 2]  # 5 batches over 2 ranks, uneven on purpose
+    logged = [rec["val"][-1]["logged"] for rec in records]
+    assert logged[0] == pytest.approx(logged[1], rel=1e-6)
+
+    model = GPT(GPTConfig(vocab_size=meta["vocab_size"], block_size=T, n_layer=2, n_head=2, n_embd=32))
+    model.load_state_dict(records[0]["val"][-1]["params"], strict=False)
+    model.eval()
+    with torch.no_grad():
+        losses = [model(x, y)[1].item() for x, y in ValWindows(data_dir, meta, B, T, VAL_BATCHES, 0, 1)]
+    assert logged[0] == pytest.approx(np.mean(losses), rel=1e-5)
+    local = [rec["val"][-1]["local_sum"] / rec["val"][-1]["local_count"] for rec in records]
+    assert all(abs(m - logged[0]) > 1e-6 for m in local), "the logged value is one rank's share, not the mean"
+
+
+# ------------------------------------------------------------------ tokens_per_step without launching ranks
+
+
+def cli(data_dir: Path, out: Path, **extra: str) -> GPTLightningCLI:
+    return GPTLightningCLI(args=fit_args(data_dir, out, **extra), run=False)
+
+
+def test_tokens_per_step_derives_accumulation_and_validation_interval(data_dir, tmp_path, capsys):
+    c = cli(data_dir, tmp_path, **{"--data.tokens_per_step": str(B * T * 3), "--val_every_n_steps": "5"})
+    assert c.trainer.accumulate_grad_batches == 3
+    assert c.trainer.val_check_interval == 15  # Lightning counts batches: 5 steps x 3 micro-batches
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"--data.tokens_per_step": str(B * T * 3 + 1)}, "is not a multiple of"),
+        ({"--data.tokens_per_step": str(B * T // 2)}, "is not a multiple of"),
+        ({"--data.tokens_per_step": str(B * T * 3), "--trainer.accumulate_grad_batches": "2"}, "contradicts"),
+    ],
+)
+def test_tokens_per_step_errors(data_dir, tmp_path, capsys, extra, message):
+    from gpt_lightning.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", *fit_args(data_dir, tmp_path, **extra)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert any(line.startswith("error: ") and message in line for line in err.splitlines()), err
+
+
+# ------------------------------------------------------------------ the scale-out presets
+
+
+def preset(name: str, capsys, *overrides: str) -> dict:
+    import yaml
+
+    from gpt_lightning.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(ROOT / "configs" / name), *overrides, "--print_config"])
+    assert exc.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    "name, variants",
+    [
+        # (devices, nodes, batch_size) -> accumulation: the preset, then the README's ways to scale it, which
+        # all keep the recipe's 491,520 tokens per step
+        ("gpt2_124m.yaml", {(8, 1, 12): 5, (1, 1, 12): 40, (8, 2, 6): 5, (8, 4, 15): 1}),
+        ("gpt2_large_fsdp.yaml", {(8, 1, 6): 10}),
+    ],
+)
+def test_presets_parse_and_their_global_batch_divides(capsys, name, variants):
+    import types
+
+    from gpt_lightning.cli import set_tokens_per_step
+
+    cfg = preset(name, capsys)
+    preset_shape = (cfg["trainer"]["devices"], cfg["trainer"]["num_nodes"], cfg["data"]["batch_size"])
+    assert preset_shape == next(iter(variants))
+    for (devices, nodes, batch_size), accumulation in variants.items():
+        trainer = types.SimpleNamespace(num_devices=devices, num_nodes=nodes, accumulate_grad_batches=1)
+        data = types.SimpleNamespace(**{**cfg["data"], "batch_size": batch_size})
+        assert set_tokens_per_step(trainer, data) == 491_520
+        assert trainer.accumulate_grad_batches == accumulation
+    if "fsdp" in name:
+        strategy = cfg["trainer"]["strategy"]
+        assert strategy["class_path"] == "lightning.pytorch.strategies.FSDPStrategy"
+        assert strategy["init_args"]["auto_wrap_policy"] == ["gpt_lightning.model.Block"]
+
+
+def test_fewer_val_batches_than_ranks_is_a_user_error(data_dir):
+    from gpt_lightning.errors import UserError
+
+    with pytest.raises(UserError, match="val_batches 3 is less than the 4 ranks"):
+        ValWindows(data_dir, read_meta(data_dir), B, T, num_batches=3, rank=3, world_size=4)
+
+
+def test_ranks_started_together_wait_for_rank_zero_to_prepare(tmp_path, monkeypatch):
+    """Under torchrun or SLURM every rank reads meta.json at once: only rank 0 may prepare."""
+    import threading
+
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from gpt_lightning import data as data_module
+    from gpt_lightning.data import TokenBinDataModule
+
+    (tmp_path / "corpus.txt").write_text(corpus_text())
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    monkeypatch.setattr(data_module, "prepare", lambda *a, **k: pytest.fail("a rank other than 0 prepared"))
+    rank0 = threading.Timer(1.0, prepare, (str(tmp_path / "corpus.txt"), "char", tmp_path / "bins"))
+    rank0.start()
+    dm = TokenBinDataModule(data_dir=tmp_path / "bins", source=str(tmp_path / "corpus.txt"))
+    try:
+        assert dm.vocab_size == read_meta(tmp_path / "bins")["vocab_size"]
+    finally:
+        rank0.join()

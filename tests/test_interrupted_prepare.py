@@ -1,0 +1,89 @@
+"""`prepare` interrupted at any point leaves either the old complete folder or one that training refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from resume_helpers import synthetic_text  # noqa: E402
+
+from gpt_lightning import prepare as prepare_module  # noqa: E402
+from gpt_lightning.data import TokenBinDataModule  # noqa: E402
+from gpt_lightning.errors import UserError  # noqa: E402
+
+
+def digest(folder: Path) -> dict[str, str]:
+    names = ("train.bin", "val.bin", "meta.json")
+    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names if (folder / n).exists()}
+
+
+# (what is interrupted, at which call, what training then sees): tokenizing, removing the old meta.json,
+# renaming each file into place (train.bin, val.bin, meta.json)
+POINTS = [
+    ("write", 1, "old"),
+    ("write", 2, "old"),
+    ("unlink_meta", 1, "old"),
+    ("replace", 1, "refused"),
+    ("replace", 2, "refused"),
+    ("replace", 3, "refused"),
+]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("prep")
+    (root / "old.txt").write_text(synthetic_text(seed=1))
+    (root / "new.txt").write_text(synthetic_text(seed=2, alphabet="klmnopqrstuvwxyz .,\n"))
+    prepare_module.prepare(str(root / "old.txt"), "char", root / "old")
+    prepare_module.prepare(str(root / "new.txt"), "char", root / "new")
+    return {"root": root, "old": root / "old", "new": root / "new"}
+
+
+@pytest.mark.parametrize("point, nth, expected", POINTS, ids=[f"{p}-{n}" for p, n, _ in POINTS])
+def test_interrupted_prepare_leaves_nothing_training_accepts(folders, tmp_path, monkeypatch, point, nth, expected):
+    out = tmp_path / "data"
+    shutil.copytree(folders["old"], out)
+    calls = {"n": 0}
+
+    def interrupt_on_nth(original):
+        def wrapper(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == nth:
+                raise KeyboardInterrupt
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    if point == "write":
+        monkeypatch.setattr(prepare_module._BinWriter, "write", interrupt_on_nth(prepare_module._BinWriter.write))
+    elif point == "replace":
+        monkeypatch.setattr(prepare_module.os, "replace", interrupt_on_nth(os.replace))
+    else:
+        unlink = pathlib.Path.unlink
+
+        def unlink_meta(self, *args, **kwargs):
+            if self.name == prepare_module.META_FILE:
+                calls["n"] += 1
+                if calls["n"] == nth:
+                    raise KeyboardInterrupt
+            return unlink(self, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, "unlink", unlink_meta)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_module.prepare(str(folders["root"] / "new.txt"), "char", out, overwrite=True)
+    monkeypatch.undo()
+
+    assert not list(out.glob(".*.tmp"))  # temporary files are removed (after SIGKILL they stay, never read)
+    if expected == "refused":  # nothing half-written is trained on
+        with pytest.raises(UserError, match="has no meta.json"):
+            TokenBinDataModule(data_dir=out, block_size=16).meta
+    else:  # the old folder, complete and untouched
+        TokenBinDataModule(data_dir=out, block_size=16).meta
+        assert digest(out) == digest(folders["old"])
