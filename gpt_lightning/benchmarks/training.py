@@ -30,6 +30,7 @@ import torch
 from lightning.pytorch import Callback
 
 from gpt_lightning.cli import GPTLightningCLI
+from gpt_lightning.errors import UserError
 from gpt_lightning.model import flops_per_token
 from gpt_lightning.throughput import device_name, matmul_precision, peak_flops
 
@@ -47,7 +48,7 @@ class BenchCLI(GPTLightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_argument("--steps", type=int, default=100, help="Optimizer steps timed per round and path.")
-        parser.add_argument("--warmup", type=int, default=10, help="Untimed optimizer steps before each timing.")
+        parser.add_argument("--warmup", type=int, default=10, help="Untimed optimizer steps (at least 1) before each timing.")
         parser.add_argument("--rounds", type=int, default=5, help="Rounds of (a) and (b), in alternating order; the table reports medians.")
         parser.add_argument("--data_batches", type=int, default=500, help="Batches timed for the data pipeline alone.")
         parser.add_argument("--rss", type=bool, default=True, help="Measure each path's peak RSS in a process of its own.")
@@ -55,13 +56,12 @@ class BenchCLI(GPTLightningCLI):
     def before_instantiate_classes(self) -> None:
         super().before_instantiate_classes()
         config, tmp = self.config, self.workdir
-        if config.steps < 1 or config.warmup < 0 or config.rounds < 1:
-            from gpt_lightning.errors import UserError
-
-            raise UserError("bench needs --steps >= 1, --warmup >= 0 and --rounds >= 1; fix the values given.")
+        if config.steps < 1 or config.warmup < 1 or config.rounds < 1:
+            raise UserError("bench needs --steps >= 1, --warmup >= 1 and --rounds >= 1; fix the values given.")
         trainer = config.trainer
         trainer.max_steps = config.warmup + config.steps
-        trainer.devices, trainer.num_nodes = 1, 1  # one process: the plain loop is single-device
+        # one device, one process: the plain loop is single-device (no DDP or FSDP to compare with)
+        trainer.devices, trainer.num_nodes, trainer.strategy = 1, 1, "auto"
         trainer.limit_val_batches, trainer.num_sanity_val_steps, trainer.val_check_interval = 0, 0, None
         config.val_every_n_steps = None
         trainer.enable_model_summary = False
@@ -131,8 +131,6 @@ def run_plain(cli: BenchCLI) -> StepClock:
     device = trainer.strategy.root_device
     precision = str(trainer.precision)
     if precision not in ("32-true", "32", "bf16-mixed", "16-mixed"):
-        from gpt_lightning.errors import UserError
-
         raise UserError(f"bench's plain loop supports precision 32-true, bf16-mixed and 16-mixed, not {precision}.")
     module.trainer = trainer  # read, as under fit, by configure_model (device) and configure_optimizers (precision)
     module.to(device)
