@@ -46,6 +46,26 @@ class GPTConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
 
 
+def num_params(config: GPTConfig, non_embedding: bool = True) -> int:
+    """Parameters of GPT(config), counted from the config alone (GPT.get_num_params counts the tensors).
+    non_embedding leaves out the position table, as nanoGPT reports; the token table stays, since it is
+    also lm_head (tied)."""
+    C, b = config.n_embd, int(config.bias)
+    ln = C * (1 + b)  # LayerNorm weight (+ bias)
+    attn = C * 3 * C + 3 * C * b + C * C + C * b  # c_attn, c_proj
+    mlp = C * 4 * C + 4 * C * b + 4 * C * C + C * b  # c_fc, c_proj
+    n = config.n_layer * (2 * ln + attn + mlp) + ln + config.vocab_size * C  # blocks, ln_f, wte = lm_head
+    return n if non_embedding else n + config.block_size * C
+
+
+def flops_per_token(config: GPTConfig) -> int:
+    """Training FLOPs (forward + backward) per token, by the PaLM paper's estimate (appendix B):
+    6N for the weight matmuls plus 12 * L * H * Q * T for attention over a full block (H heads of size Q,
+    T = block_size), as nanoGPT's estimate_mfu. N counts lm_head through the tied token table."""
+    L, H, Q, T = config.n_layer, config.n_head, config.n_embd // config.n_head, config.block_size
+    return 6 * num_params(config) + 12 * L * H * Q * T
+
+
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (PyTorch's own takes no `bias=False` before 2.1)."""
 

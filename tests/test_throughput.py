@@ -1,0 +1,253 @@
+"""Throughput and MFU: FLOPs per token, the peak-FLOPs table, the logging callback in a real fit, the eager
+fallback of torch.compile, and a smoke run of `bench` (which prints ratios; nothing here is timed)."""
+
+import json
+import re
+import warnings
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import REPO, TINY_MODEL_ARGS, run_cli
+from gpt_lightning import throughput
+from gpt_lightning.model import GPT, GPTConfig, flops_per_token, num_params
+from gpt_lightning.module import GPTLightningModule
+
+CPU_PRESET = str(REPO / "configs" / "shakespeare_char_cpu.yaml")
+
+
+def scalars(run_dir, tag):
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+
+
+# ---------------------------------------------------------------- FLOPs per token
+
+
+def test_flops_per_token_of_gpt2_small_is_the_palm_estimate():
+    # GPT-2 124M as nanoGPT trains it (vocab padded to 50304): N = 123,689,472 parameters without the
+    # position table (nanoGPT prints "123.69M"); 6N + 12 * L * H * Q * T with L=12, H=12, Q=64, T=1024.
+    config = GPTConfig(vocab_size=50304, block_size=1024, n_layer=12, n_head=12, n_embd=768, bias=True)
+    assert num_params(config) == 123_689_472
+    assert flops_per_token(config) == 6 * 123_689_472 + 12 * 12 * 12 * 64 * 1024 == 855_383_040
+
+
+def test_flops_per_token_of_a_tiny_model_by_hand():
+    # 2 layers, 32 wide, 2 heads, no biases, vocab 65, block 16:
+    # per layer 2 LayerNorms (2 x 32) + attention (32 x 96 + 32 x 32) + MLP (2 x 32 x 128) = 12,352;
+    # two layers 24,704 + ln_f 32 + token table 65 x 32 = 2,080 -> N = 26,816.
+    config = GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, bias=False)
+    assert num_params(config) == 26_816
+    assert flops_per_token(config) == 6 * 26_816 + 12 * 2 * 2 * 16 * 16 == 173_184
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_num_params_from_the_config_matches_the_model(bias):
+    config = GPTConfig(vocab_size=101, block_size=24, n_layer=3, n_head=4, n_embd=48, bias=bias)
+    model = GPT(config)
+    assert num_params(config) == model.get_num_params()
+    assert num_params(config, non_embedding=False) == model.get_num_params(non_embedding=False)
+
+
+# ---------------------------------------------------------------- peak FLOPs
+
+
+@pytest.mark.parametrize(
+    "name, precision, expected",
+    [
+        ("NVIDIA H100 80GB HBM3", "bf16", 989e12),
+        ("NVIDIA H100 PCIe", "bf16", 756e12),
+        ("NVIDIA H200", "bf16", 989e12),
+        ("NVIDIA A100-SXM4-40GB", "tf32", 156e12),
+        ("NVIDIA A100 80GB PCIe", "bf16", 312e12),
+        ("NVIDIA A10G", "bf16", 125e12),  # not the A100
+        ("NVIDIA L4", "fp16", 121e12),
+        ("NVIDIA L40S", "bf16", 362e12),  # not the L4
+        ("NVIDIA GeForce RTX 4090", "bf16", 165.2e12),
+        ("NVIDIA GeForce RTX 3090", "fp32", 35.6e12),
+        ("Tesla V100-SXM2-16GB", "fp16", 125e12),
+        ("Tesla V100-PCIE-32GB", "fp16", 112e12),
+        ("Tesla T4", "fp16", 65e12),
+    ],
+)
+def test_peak_flops_of_known_devices(name, precision, expected):
+    assert throughput.peak_flops(name, precision) == expected
+
+
+@pytest.mark.parametrize(
+    "name, precision",
+    [
+        ("cpu", "fp32"),
+        ("mps", "fp32"),
+        ("NVIDIA GeForce RTX 3090 Ti", "bf16"),  # a different card: unknown rather than a near guess
+        ("Tesla T4", "bf16"),  # no bf16 tensor cores
+        ("NVIDIA H100 80GB HBM3", None),  # a precision the table does not cover
+    ],
+)
+def test_peak_flops_is_none_when_unknown(name, precision):
+    assert throughput.peak_flops(name, precision) is None
+
+
+def test_matmul_precision_of_trainer_precisions():
+    cpu = torch.device("cpu")
+    assert throughput.matmul_precision("bf16-mixed", cpu) == "bf16"
+    assert throughput.matmul_precision("bf16-true", cpu) == "bf16"
+    assert throughput.matmul_precision("16-mixed", cpu) == "fp16"
+    assert throughput.matmul_precision("32-true", cpu) == "fp32"  # TF32 only on CUDA Ampere+
+    assert throughput.matmul_precision("64-true", cpu) is None
+
+
+# ---------------------------------------------------------------- the callback in a real fit
+
+
+def test_fit_logs_tokens_per_sec_and_says_mfu_is_unknown_on_cpu(tmp_path, char_data):
+    result = run_cli(
+        "fit",
+        "--config", CPU_PRESET,
+        f"--data.data_dir={char_data}",
+        *TINY_MODEL_ARGS,
+        "--trainer.max_steps=20",
+        "--trainer.accumulate_grad_batches=2",
+        "--trainer.log_every_n_steps=5",
+        "--val_every_n_steps=10",
+        "--checkpoint.dirpath=out/tiny/checkpoints",
+        "--trainer.logger.init_args.name=tiny",
+        "--sample.max_new_tokens=0",
+        "--throughput.print_every_n_steps=10",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "tokens per optimizer step: 8 batch x 16 block x 1 device(s) x 1 node(s) x 2 accumulation" in output
+    assert "MFU: unknown, no peak FLOPs for 'cpu'" in output
+    assert re.search(r"step 10: [\d,]+ tokens/s, MFU unknown", output)
+    assert re.search(r"step 20: [\d,]+ tokens/s, MFU unknown", output)
+    run_dir = tmp_path / "out" / "tiny" / "version_0"
+    tokens_per_sec = scalars(run_dir, "perf/tokens_per_sec")
+    # one point per window of 5 optimizer steps, at the step index train/loss uses
+    assert [step for step, _ in tokens_per_sec] == [4, 9, 14, 19]
+    assert all(value > 0 for _, value in tokens_per_sec)
+    assert [step for step, _ in scalars(run_dir, "train/loss")] == [4, 9, 14, 19]
+    assert scalars(run_dir, "perf/mfu") == []  # never a made-up number
+
+
+def test_mfu_is_logged_when_the_peak_is_known(tmp_path, char_data, monkeypatch):
+    from gpt_lightning.cli import main
+
+    peak = 1e9  # pretend the CPU is a known 1 GFLOP/s device
+    monkeypatch.setattr(throughput, "peak_flops", lambda name, precision: peak if name == "cpu" else None)
+    monkeypatch.chdir(tmp_path)
+    main(
+        [
+            "fit",
+            "--config", CPU_PRESET,
+            f"--data.data_dir={char_data}",
+            *TINY_MODEL_ARGS,
+            "--trainer.max_steps=8",
+            "--trainer.log_every_n_steps=4",
+            "--trainer.limit_val_batches=0",
+            "--checkpoint.dirpath=out/tiny/checkpoints",
+            "--trainer.logger.init_args.name=tiny",
+            "--throughput.print_every_n_steps=0",
+        ]
+    )
+    run_dir = tmp_path / "out" / "tiny" / "version_0"
+    tokens_per_sec, mfu = scalars(run_dir, "perf/tokens_per_sec"), scalars(run_dir, "perf/mfu")
+    assert [s for s, _ in mfu] == [s for s, _ in tokens_per_sec] == [3, 7]
+    vocab = json.loads((char_data / "meta.json").read_text())["vocab_size"]
+    config = GPTConfig(vocab_size=vocab, block_size=16, n_layer=2, n_head=2, n_embd=32, bias=False)  # TINY_MODEL_ARGS
+    for (_, tps), (_, value) in zip(tokens_per_sec, mfu):
+        assert value == pytest.approx(flops_per_token(config) * tps / peak, rel=1e-5)
+
+
+# ---------------------------------------------------------------- torch.compile falls back to eager
+
+
+def tiny_module(compile):
+    return GPTLightningModule(vocab_size=17, block_size=8, n_layer=1, n_head=2, n_embd=16, compile=compile)
+
+
+def test_compile_auto_stays_eager_on_cpu():
+    module = tiny_module("auto")
+    module.configure_model()
+    assert getattr(module.model, "_compiled_call_impl", None) is None
+
+
+def test_failed_compilation_falls_back_to_eager_with_one_warning(monkeypatch):
+    def broken_compile(fn, *args, **kwargs):
+        def compiled(*a, **k):
+            raise RuntimeError("no C++ compiler found\nmore detail")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    module = tiny_module(True)
+    module.configure_model()
+    x = torch.randint(0, 17, (2, 8))
+    with pytest.warns(UserWarning, match="torch.compile failed.*eager.*RuntimeError: no C\\+\\+ compiler found"):
+        _, loss = module.run_model(x, x)
+    assert torch.isfinite(loss)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning
+        _, again = module.run_model(x, x)
+    assert torch.equal(loss, again)
+
+
+# ---------------------------------------------------------------- the bench command
+
+
+def test_bench_smoke_run_prints_the_ratio_and_writes_nothing_to_out(tmp_path, char_data):
+    result = run_cli(
+        "bench",
+        "--config", CPU_PRESET,
+        f"--data.data_dir={char_data}",
+        *TINY_MODEL_ARGS,
+        "--steps=3",
+        "--warmup=1",
+        "--rounds=2",
+        "--data_batches=5",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert re.search(r"^median\s+[\d,]+\s+[\d,]+\s+\d+\.\d{3}", out, flags=re.MULTILINE), out
+    assert re.search(r"^2\s+[\d,]+\s+[\d,]+\s+\d+\.\d{3}", out, flags=re.MULTILINE), out
+    assert "MFU: unknown" in out
+    assert re.search(r"data pipeline alone: [\d,]+ batches/s .* \d+\.\dx what \(a\) consumes", out), out
+    assert re.search(r"peak RSS, each path in a fresh process: \(a\) fit [\d,]+ MB, \(b\) plain loop [\d,]+ MB", out), out
+    assert not (tmp_path / "out").exists()  # checkpoints and logs went to a temporary folder
+
+
+def test_compile_auto_follows_the_trainers_device_not_the_modules(monkeypatch):
+    # Lightning calls configure_model before moving the module to the GPU: the strategy knows the device.
+    class Strategy:
+        root_device = torch.device("cuda", 0)
+
+    class Trainer:
+        strategy = Strategy()
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # no TF32 change
+    module = tiny_module("auto")
+    module._trainer = Trainer()
+    calls = []
+    module.model.compile = lambda *a, **k: calls.append(1)
+    module.configure_model()
+    assert calls == [1]
+
+
+def test_tf32_only_on_ampere_or_newer_gpus(monkeypatch):
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        throughput.enable_tf32(torch.device("cpu"))
+        assert torch.get_float32_matmul_precision() == "highest"
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # V100
+        throughput.enable_tf32(torch.device("cuda", 0))
+        assert torch.get_float32_matmul_precision() == "highest"
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # A100
+        throughput.enable_tf32(torch.device("cuda", 0))
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)
