@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from gpt_lightning.resume import StopRequest, TrainingInterrupted
@@ -84,6 +85,10 @@ class TextSampleCallback(L.Callback):
         self.temperature, self.top_k = temperature, top_k
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if isinstance(trainer.strategy, FSDPStrategy) and self.max_new_tokens > 0:
+            # Under FSDP every forward needs all ranks, and the sample runs on rank 0 alone: it would hang.
+            rank_zero_info("Text samples are off under FSDP (generation runs on rank 0 alone).")
+            self.max_new_tokens = 0
         # a prompt the tokenizer cannot encode should stop the run now, not at the first validation
         meta = pl_module.hparams.get("tokenizer")
         if meta and self.max_new_tokens > 0:

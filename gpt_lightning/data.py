@@ -16,6 +16,7 @@ from typing import Iterator, Literal, Optional
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from gpt_lightning.datacheck import check_split_sizes, check_token_ids
@@ -245,3 +246,10 @@ class TokenBinDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state: dict) -> None:
         self.batches_consumed = int(state.get("batches_consumed", 0))
+        saved, now = state.get("world_size"), self._rank()[1]
+        if saved is not None and saved != now:
+            rank_zero_warn(
+                f"This checkpoint was written by {saved} process(es) and is resumed on {now}: each rank's window "
+                "stream continues from the same batch index, but the set of streams differs, so the data order "
+                "is not the one the original run would have seen."
+            )

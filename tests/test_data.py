@@ -71,3 +71,10 @@ def test_vocab_and_tokenizer_come_from_meta(char_data):
     dm = TokenBinDataModule(char_data)
     assert dm.vocab_size == read_meta(char_data)["vocab_size"]
     assert dm.tokenizer_meta["kind"] == "char"
+
+
+def test_resuming_on_another_world_size_warns(char_data):
+    dm = TokenBinDataModule(char_data, block_size=16, batch_size=4, seed=5)
+    with pytest.warns(UserWarning, match="resumed on 1"):
+        dm.load_state_dict({"batches_consumed": 3, "world_size": 2})
+    assert dm.batches_consumed == 3
