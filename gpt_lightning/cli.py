@@ -1,202 +1,18 @@
 """The command line: `python -m gpt_lightning SUBCOMMAND ...`.
 
-`fit`, `validate`, `test` and `predict` are a LightningCLI over GPTLightningModule and TokenBinDataModule,
-so every `--model.*`, `--data.*` and `--trainer.*` option comes from a typed, documented signature.
-The other subcommands (`prepare`, ...) are plain functions whose signatures jsonargparse turns into options.
+`fit`, `validate`, `test` and `predict` go to the LightningCLI in lightning_cli.py. The other subcommands are
+plain functions whose typed signatures jsonargparse turns into options; they are imported only when used,
+so `generate` or `prepare` start without loading Lightning.
 """
 
 from __future__ import annotations
 
-import inspect
 import sys
-import warnings
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-import torch
-from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_info
-
-from gpt_lightning.callbacks import LastCheckpoint, TextSampleCallback
-from gpt_lightning.data import TokenBinDataModule
-from gpt_lightning.errors import UserError, reported_user_errors
-from gpt_lightning.module import GPTLightningModule
-from gpt_lightning import resume
-from gpt_lightning.throughput import ThroughputLogger, enable_tf32
+from gpt_lightning.errors import reported_user_errors
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
-
-# The validation dataset has a length so progress bars know their total; it is not split over workers, so
-# Lightning's warning about lengths with several workers does not apply.
-warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined.*")
-
-
-def auto_precision() -> str:
-    """bf16 mixed precision where the GPU supports it, fp16 mixed on older GPUs, fp32 on CPU (where the mixed
-    modes run about 10x slower)."""
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
-
-
-class GPTLightningCLI(LightningCLI):
-    def __init__(self, args=None, run: bool = True) -> None:
-        super().__init__(
-            GPTLightningModule,
-            TokenBinDataModule,
-            seed_everything_default=1337,
-            # the module's configure_optimizers (decay groups + LR schedule) must not be replaced silently
-            auto_configure_optimizers=False,
-            # a resumed or requeued run reuses its log folder
-            save_config_kwargs={"overwrite": True},
-            trainer_defaults={"max_epochs": -1, "log_every_n_steps": 50},
-            args=args,
-            run=run,
-        )
-
-    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        self._args = args  # kept to parse again with a checkpoint's hyperparameters as defaults
-        super().parse_arguments(parser, args)
-
-    def _parse_ckpt_path(self) -> None:
-        """LightningCLI 2.6 lets a checkpoint's hyperparameters override the config and command line (#21455).
-        Here they are defaults instead: defaults < checkpoint < config file < command line."""
-        subcommand = self.config.get("subcommand")
-        if not subcommand:
-            return
-        config = self.config[subcommand]
-        ckpt_path = resume.resolve_ckpt_path(config.get("ckpt_path"), config.checkpoint.dirpath)
-        self._ckpt = None
-        if ckpt_path and Path(ckpt_path).is_file():
-            self._ckpt = (ckpt_path, resume.load_checkpoint_meta(ckpt_path))
-            hparams = self._ckpt[1].get("hyper_parameters", {})
-            known = set(inspect.signature(GPTLightningModule.__init__).parameters) - {"self"}
-            defaults = resume.checkpoint_hparams_as_defaults(hparams, known)
-            if defaults and (self._args is None or isinstance(self._args, list)):
-                self._parser(subcommand).set_defaults(defaults)
-                self.config = self.parser.parse_args(self._args)
-            if self.config[subcommand].model.get("init_from", "scratch") != "scratch":
-                # the checkpoint's weights replace any initial ones: do not load (or download) pretrained weights
-                self.config[subcommand].model.init_from = "scratch"
-        self.config[subcommand]["ckpt_path"] = ckpt_path
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.block_size", "model.block_size")
-        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
-        parser.link_arguments("data.tokenizer_meta", "model.tokenizer", apply_on="instantiate")
-        parser.add_argument(
-            "--val_every_n_steps",
-            type=Optional[int],
-            default=None,
-            help="Validate every N optimizer steps (sets trainer.val_check_interval to N x accumulate_grad_batches, "
-            "since Lightning counts it in batches).",
-        )
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val/loss",
-                "checkpoint.mode": "min",
-                "checkpoint.save_top_k": 1,
-                "checkpoint.filename": "best-step{step:06d}-val{val/loss:.4f}",
-                "checkpoint.auto_insert_metric_name": False,
-            }
-        )
-        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
-        parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.set_defaults({"lr_monitor.logging_interval": "step"})
-        parser.add_lightning_class_args(TextSampleCallback, "sample")
-        parser.add_lightning_class_args(ThroughputLogger, "throughput")
-
-    def before_instantiate_classes(self) -> None:
-        enable_tf32()  # fp32 matmuls on tensor cores (Ampere and newer); before anything touches the GPU
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        trainer = config.trainer
-        if trainer.precision is None:
-            trainer.precision = auto_precision()
-        if self.subcommand == "fit" and not config.get("ckpt_path"):
-            resume.refuse_to_overwrite_run(config.checkpoint.dirpath)
-
-    def after_instantiate_classes(self) -> None:
-        super().after_instantiate_classes()
-        if getattr(self, "_ckpt", None):
-            path, ckpt = self._ckpt
-            resume.check_checkpoint_fits(path, ckpt, self.model, dict(self.model.hparams))
-            self._ckpt = None  # the mmap'ed checkpoint is not needed any more
-        if self.subcommand == "fit" and self.config.fit.checkpoint.dirpath:
-            resume.remove_stale_temp_files(self.config.fit.checkpoint.dirpath)
-
-    def instantiate_trainer(self, **kwargs) -> Trainer:
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.trainer.strategy == "fsdp" and "strategy" not in kwargs:
-            kwargs["strategy"] = fsdp_strategy()
-        # checkpoints are written atomically, unless the user configured a CheckpointIO of their own
-        plugins = self._get(self.config_init, "trainer", default={}).get("plugins")
-        kwargs = {"plugins": resume.with_atomic_checkpoint_io(plugins), **kwargs}
-        trainer = super().instantiate_trainer(**kwargs)
-        # Done on the Trainer, not the config: only the Trainer knows how many devices "auto" or -1 resolves to.
-        if self.subcommand in (None, "fit"):
-            set_tokens_per_step(trainer, self.datamodule)
-        if config.get("val_every_n_steps"):
-            # Lightning counts val_check_interval in batches; after the accumulation is known
-            trainer.val_check_interval = config.val_every_n_steps * trainer.accumulate_grad_batches
-        return trainer
-
-    def _instantiate_trainer(self, config: dict, callbacks: list):
-        if config.get("logger") is False:
-            # LearningRateMonitor and the text samples need a logger; with logging off, leave them out
-            callbacks = [c for c in callbacks if not isinstance(c, (LearningRateMonitor, TextSampleCallback))]
-        # Lightning's default progress bar is Rich's when `rich` happens to be installed, redrawn every batch
-        # (on a near-zero-compute model, ~0.5-1 ms per step more than no bar). Ours is TQDM's, redrawn every
-        # 10 batches: the same bar whatever is installed, and fewer redraws. A progress bar given in
-        # --trainer.callbacks replaces it; --trainer.enable_progress_bar=false turns it off.
-        given = [*(config.get("callbacks") or []), *callbacks]
-        if config.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in given):
-            callbacks = [*callbacks, TQDMProgressBar(refresh_rate=10)]
-        return super()._instantiate_trainer(config, callbacks)
-
-
-def fsdp_strategy():
-    """What `--trainer.strategy=fsdp` means here: Lightning's FSDPStrategy with one unit per transformer Block.
-    (Lightning's plain "fsdp" makes the whole model a single unit.) The tied wte / lm_head weight lives outside
-    the Blocks, so it stays in the root unit. For more options (activation checkpointing, sharded checkpoints)
-    give the strategy as a class_path, as configs/gpt2_large_fsdp.yaml does."""
-    from lightning.pytorch.strategies import FSDPStrategy
-
-    from gpt_lightning.model import Block
-
-    return FSDPStrategy(auto_wrap_policy={Block})
-
-
-def set_tokens_per_step(trainer: Trainer, data: TokenBinDataModule) -> int:
-    """Derive trainer.accumulate_grad_batches from data.tokens_per_step (when set), print how the global batch
-    in tokens comes about, and return it."""
-    micro = data.batch_size * data.block_size  # tokens per micro-batch per device
-    world = trainer.num_devices * trainer.num_nodes
-    per_pass = micro * world  # tokens of one micro-batch on every device together
-    accumulate = trainer.accumulate_grad_batches
-    if data.tokens_per_step is not None:
-        derived, rest = divmod(data.tokens_per_step, per_pass)
-        if rest or derived < 1:
-            raise UserError(
-                f"--data.tokens_per_step {data.tokens_per_step:,} is not a multiple of batch_size {data.batch_size} "
-                f"x block_size {data.block_size} x {trainer.num_devices} device(s) x {trainer.num_nodes} node(s) = "
-                f"{per_pass:,} tokens; choose a multiple of {per_pass:,} or change the batch size."
-            )
-        if accumulate not in (1, derived):
-            raise UserError(
-                f"--trainer.accumulate_grad_batches {accumulate} contradicts --data.tokens_per_step "
-                f"{data.tokens_per_step:,}, which needs {derived}; set only one of them."
-            )
-        trainer.accumulate_grad_batches = accumulate = derived
-    how = "derived from tokens_per_step" if data.tokens_per_step is not None else "as given"
-    rank_zero_info(
-        f"tokens per optimizer step: {data.batch_size} batch x {data.block_size} block x {trainer.num_devices} "
-        f"device(s) x {trainer.num_nodes} node(s) x {accumulate} accumulation ({how}) = {per_pass * accumulate:,}"
-    )
-    return per_pass * accumulate
 
 
 def run_prepare(args: list[str]) -> None:
@@ -212,7 +28,7 @@ def run_prepare(args: list[str]) -> None:
         "--overwrite=true" if a == "--overwrite" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
         for i, a in enumerate(args)
     ]
-    meta = CLI(prepare, args=args, as_positional=False)
+    meta = CLI(prepare, args=args, as_positional=False, prog="python -m gpt_lightning prepare")
     print(
         f"{meta['source']['corpus']}: vocab {meta['vocab_size']}, {meta['train_tokens']:,} train and "
         f"{meta['val_tokens']:,} val tokens ({meta['dtype']})"
@@ -262,4 +78,6 @@ def main(argv: Optional[list[str]] = None) -> None:
         elif not args or args[0] in ("-h", "--help"):
             print(USAGE)
         else:
+            from gpt_lightning.lightning_cli import GPTLightningCLI
+
             GPTLightningCLI(args=argv)  # None: LightningCLI reads sys.argv itself

@@ -17,10 +17,9 @@ Only `safetensors` is needed for local files; hub names (`gpt2`, ...) also need 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from gpt_lightning.cli import GPTLightningCLI
+from gpt_lightning.lightning_cli import GPTLightningCLI
 from gpt_lightning.data import TrainWindows, ValWindows
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.module import GPTLightningModule
@@ -226,7 +226,7 @@ def preset(name: str, capsys, *overrides: str) -> dict:
 def test_presets_parse_and_their_global_batch_divides(capsys, name, variants):
     import types
 
-    from gpt_lightning.cli import set_tokens_per_step
+    from gpt_lightning.lightning_cli import set_tokens_per_step
 
     cfg = preset(name, capsys)
     preset_shape = (cfg["trainer"]["devices"], cfg["trainer"]["num_nodes"], cfg["data"]["batch_size"])

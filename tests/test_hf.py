@@ -242,7 +242,7 @@ def gpt2_run(tmp_path_factory):
 
 
 def test_eval_preset_val_loss_equals_transformers(gpt2_run, tmp_path, monkeypatch):
-    from gpt_lightning.cli import GPTLightningCLI
+    from gpt_lightning.lightning_cli import GPTLightningCLI
     from gpt_lightning.data import ValWindows
     from gpt_lightning.prepare import read_meta
 

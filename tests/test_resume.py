@@ -265,7 +265,7 @@ def test_stale_temporary_checkpoints_are_removed(tmp_path):
 def test_cli_installs_atomic_checkpoint_io_unless_user_has_one(tmp_path, monkeypatch, data_root, user_plugin):
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from gpt_lightning.cli import GPTLightningCLI
+    from gpt_lightning.lightning_cli import GPTLightningCLI
     from gpt_lightning.resume import AtomicCheckpointIO
 
     monkeypatch.chdir(new_root(tmp_path, data_root))
