@@ -214,10 +214,6 @@ class TokenBinDataModule(L.LightningDataModule):
         dataset = TrainWindows(
             self.data_dir, self.meta, self.batch_size, self.block_size, self.seed, rank, self.batches_consumed
         )
-        if self.meta["train_tokens"] <= self.block_size:
-            raise UserError(
-                f"The training split has {self.meta['train_tokens']} tokens, too few for block_size {self.block_size}."
-            )
         return DataLoader(
             dataset,
             batch_size=None,  # the dataset yields whole batches: one gather per batch, not per window

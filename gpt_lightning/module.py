@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torchmetrics import MeanMetric
 
-from gpt_lightning.checkpoint import strip_wrapper_prefixes
+from gpt_lightning.checkpoint import build_model, strip_wrapper_prefixes
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.nonfinite import NonFiniteLossError, NonFiniteTracker, check_finite_parameters
 from gpt_lightning.throughput import enable_tf32
@@ -121,10 +121,7 @@ class GPTLightningModule(L.LightningModule):
             dropout=dropout, data_tokenizer=tokenizer, **architecture,
         )
         self.hparams.tokenizer = model_tokenizer  # GPT-2's BPE when the data did not say
-        with torch.device("meta"):  # no random init of weights that are overwritten at once
-            model = GPT(config)
-        model.load_state_dict(sd, assign=True)
-        model.lm_head.weight = model.transformer.wte.weight  # assign=True replaced the tied Parameter
+        model = build_model(config, sd, source=init_from)
         rank_zero_info(f"Initialized from {init_from}: {model.get_num_params() / 1e6:.2f}M parameters, {config}")
         return model
 
