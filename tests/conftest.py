@@ -30,7 +30,7 @@ def tiny_text_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def char_data(tmp_path_factory, tiny_text_file) -> Path:
     """A char-level data folder prepared from TINY_TEXT (about 7k train tokens)."""
-    from gpt_lightning.prepare import prepare
+    from gpt_lightning.data.prepare import prepare
 
     out = tmp_path_factory.mktemp("data") / "tiny_char"
     prepare(str(tiny_text_file), "char", out)

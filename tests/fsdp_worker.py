@@ -18,7 +18,7 @@ from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
 from gpt_lightning.model import Block
-from gpt_lightning.module import GPTLightningModule
+from gpt_lightning.train.module import GPTLightningModule
 
 TOL = dict(rtol=1e-4, atol=1e-6)
 CLIP = 1e-3

@@ -62,7 +62,7 @@ def synthetic_text(n_chars: int = 20000, seed: int = 0, alphabet: str = "abcdefg
 
 
 def make_data(root: Path, name: str = "tiny", text: str | None = None, val_fraction: float = 0.1) -> Path:
-    from gpt_lightning.prepare import prepare
+    from gpt_lightning.data.prepare import prepare
 
     src = root / f"{name}.txt"
     src.write_text(synthetic_text() if text is None else text, encoding="utf-8")
@@ -153,7 +153,7 @@ def poison_step(monkeypatch, step: int) -> None:
     import torch
 
     from gpt_lightning.model import GPT
-    from gpt_lightning.module import GPTLightningModule
+    from gpt_lightning.train.module import GPTLightningModule
 
     training_step, forward = GPTLightningModule.training_step, GPT.forward
 

@@ -9,8 +9,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import REPO, TINY_MODEL_ARGS, run_cli
-from gpt_lightning.lightning_cli import GPTLightningCLI
-from gpt_lightning.prepare import prepare
+from gpt_lightning.cli.fit import GPTLightningCLI
+from gpt_lightning.data.prepare import prepare
 
 PRESETS = sorted((REPO / "configs").glob("*.yaml"))
 

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-from gpt_lightning.lightning_cli import GPTLightningCLI
-from gpt_lightning.data import TrainWindows, ValWindows
+from gpt_lightning.cli.fit import GPTLightningCLI
+from gpt_lightning.data.datamodule import TrainWindows, ValWindows
 from gpt_lightning.model import GPT, GPTConfig
-from gpt_lightning.module import GPTLightningModule
-from gpt_lightning.prepare import prepare, read_meta
+from gpt_lightning.train.module import GPTLightningModule
+from gpt_lightning.data.prepare import prepare
+from gpt_lightning.data.bins import read_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = dict(rtol=1e-4, atol=1e-6)
@@ -226,7 +227,7 @@ def preset(name: str, capsys, *overrides: str) -> dict:
 def test_presets_parse_and_their_global_batch_divides(capsys, name, variants):
     import types
 
-    from gpt_lightning.lightning_cli import set_tokens_per_step
+    from gpt_lightning.cli.fit import set_tokens_per_step
 
     cfg = preset(name, capsys)
     preset_shape = (cfg["trainer"]["devices"], cfg["trainer"]["num_nodes"], cfg["data"]["batch_size"])
@@ -255,8 +256,8 @@ def test_ranks_started_together_wait_for_rank_zero_to_prepare(tmp_path, monkeypa
 
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    from gpt_lightning import data as data_module
-    from gpt_lightning.data import TokenBinDataModule
+    from gpt_lightning.data import datamodule as data_module
+    from gpt_lightning.data.datamodule import TokenBinDataModule
 
     (tmp_path / "corpus.txt").write_text(corpus_text())
     monkeypatch.setattr(rank_zero_only, "rank", 1)

@@ -27,7 +27,7 @@ def test_fsdp_wrapping_matches_unsharded_model():
 
 
 def test_strategy_fsdp_wraps_each_block():
-    from gpt_lightning.lightning_cli import fsdp_strategy
+    from gpt_lightning.cli.fit import fsdp_strategy
     from gpt_lightning.model import Block
 
     policy = fsdp_strategy().kwargs["auto_wrap_policy"]

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt_lightning.checkpoint import gpt_state_dict, load_checkpoint_model
+from gpt_lightning.weights.state_dict import gpt_state_dict
+from gpt_lightning.weights.load import load_checkpoint_model
 from gpt_lightning.cli import main
-from gpt_lightning.generate import SEPARATOR, generate
+from gpt_lightning.cli.generate import SEPARATOR, generate
 from gpt_lightning.generation import TextStream, generate_batch, stream_text
 from gpt_lightning.model import GPT, GPTConfig, next_token_probs, sample_next_token
 from gpt_lightning.tokenizer import CharTokenizer, GPT2Tokenizer
@@ -156,7 +157,7 @@ def save_checkpoint(path: Path, tokenizer_meta: dict, vocab_size: int, block_siz
     """A real Lightning checkpoint: one optimizer step of a tiny model through the Trainer, then saved."""
     import lightning as L
 
-    from gpt_lightning.module import GPTLightningModule
+    from gpt_lightning.train.module import GPTLightningModule
 
     module = GPTLightningModule(
         vocab_size=vocab_size, block_size=block_size, n_layer=1, n_head=2, n_embd=16,
@@ -218,14 +219,14 @@ def test_nanogpt_checkpoint_loads(tmp_path):
 
 
 def test_pretrained_weights_go_through_the_hf_reader(monkeypatch):
-    """A name that is not a .ckpt (e.g. `gpt2`) is read by gpt_lightning.hf.load_pretrained, when present."""
-    import types
+    """A name that is not a .ckpt (e.g. `gpt2`) is read by gpt_lightning.weights.hf.load_pretrained."""
 
     model = lively_model(vocab_size=50304).float()
-    fake = types.SimpleNamespace(
-        load_pretrained=lambda name: (model.config, model.state_dict(), {"kind": "gpt2", "encoding": "gpt2"})
+    import gpt_lightning.weights.load as load
+
+    monkeypatch.setattr(
+        load, "load_pretrained", lambda name: (model.config, model.state_dict(), {"kind": "gpt2", "encoding": "gpt2"})
     )
-    monkeypatch.setitem(sys.modules, "gpt_lightning.hf", fake)
     loaded, tok = load_checkpoint_model("gpt2")
     assert isinstance(tok, GPT2Tokenizer)
     assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
@@ -332,9 +333,9 @@ def test_text_sample_callback_writes_generated_text(tmp_path):
     from lightning.pytorch.loggers import TensorBoardLogger
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from gpt_lightning.callbacks import TextSampleCallback
+    from gpt_lightning.train.callbacks import TextSampleCallback
     from gpt_lightning.errors import UserError
-    from gpt_lightning.module import GPTLightningModule
+    from gpt_lightning.train.module import GPTLightningModule
 
     tok = CharTokenizer.from_text(TEXT)
     x = torch.randint(0, tok.vocab_size, (4, 17))

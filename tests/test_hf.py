@@ -20,10 +20,10 @@ transformers = pytest.importorskip("transformers")  # the hf extra (part of dev)
 
 from gpt_lightning.cli import main  # noqa: E402
 from gpt_lightning.errors import UserError  # noqa: E402
-from gpt_lightning.checkpoint import read_gpt_checkpoint  # noqa: E402
-from gpt_lightning.hf import export_model, load_pretrained  # noqa: E402
+from gpt_lightning.weights.checkpoint import read_gpt_checkpoint  # noqa: E402
+from gpt_lightning.weights.hf import export_model, load_pretrained  # noqa: E402
 from gpt_lightning.model import GPT, GPTConfig  # noqa: E402
-from gpt_lightning.module import GPTLightningModule  # noqa: E402
+from gpt_lightning.train.module import GPTLightningModule  # noqa: E402
 from gpt_lightning.tokenizer import GPT2Tokenizer, offline_gpt2_files  # noqa: E402
 
 SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -140,7 +140,7 @@ def test_gpt2_124m_shapes():
     with torch.no_grad():
         logits, loss = module(idx, idx)
     assert logits.shape == (2, 5, 50257) and torch.isfinite(loss)
-    from gpt_lightning.hf import hf_config_from_gpt
+    from gpt_lightning.weights.hf import hf_config_from_gpt
 
     ours = transformers.GPT2Config(**hf_config_from_gpt(module.config, {"kind": "gpt2"}))
     default = transformers.GPT2Config()
@@ -186,7 +186,7 @@ def test_hub_name_offline_without_cache_says_how_to_pass_a_folder(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home")}
     code = (
         "from gpt_lightning.errors import reported_user_errors\n"
-        "from gpt_lightning.hf import load_pretrained\n"
+        "from gpt_lightning.weights.hf import load_pretrained\n"
         "with reported_user_errors():\n    load_pretrained('gpt2')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -208,8 +208,8 @@ def test_hub_name_loads_from_the_hub_cache_offline(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home")}
     code = (
         "import torch\n"
-        "from gpt_lightning.checkpoint import build_model\n"
-        "from gpt_lightning.hf import load_pretrained\n"
+        "from gpt_lightning.weights.state_dict import build_model\n"
+        "from gpt_lightning.weights.hf import load_pretrained\n"
         "config, sd, meta = load_pretrained('gpt2')\n"
         "model = build_model(config, sd).eval()\n"
         f"idx = torch.load({str(tmp_path / 'idx.pt')!r})\n"
@@ -242,9 +242,9 @@ def gpt2_run(tmp_path_factory):
 
 
 def test_eval_preset_val_loss_equals_transformers(gpt2_run, tmp_path, monkeypatch):
-    from gpt_lightning.lightning_cli import GPTLightningCLI
-    from gpt_lightning.data import ValWindows
-    from gpt_lightning.prepare import read_meta
+    from gpt_lightning.cli.fit import GPTLightningCLI
+    from gpt_lightning.data.datamodule import ValWindows
+    from gpt_lightning.data.bins import read_meta
 
     root, hf = gpt2_run
     monkeypatch.chdir(tmp_path)

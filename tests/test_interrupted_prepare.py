@@ -14,8 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from resume_helpers import synthetic_text  # noqa: E402
 
-from gpt_lightning import prepare as prepare_module  # noqa: E402
-from gpt_lightning.data import TokenBinDataModule  # noqa: E402
+from gpt_lightning.data import bins, prepare as prepare_module  # noqa: E402
+from gpt_lightning.data.datamodule import TokenBinDataModule  # noqa: E402
 from gpt_lightning.errors import UserError  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def test_interrupted_prepare_leaves_nothing_training_accepts(folders, tmp_path, 
         unlink = pathlib.Path.unlink
 
         def unlink_meta(self, *args, **kwargs):
-            if self.name == prepare_module.META_FILE:
+            if self.name == bins.META_FILE:
                 calls["n"] += 1
                 if calls["n"] == nth:
                     raise KeyboardInterrupt

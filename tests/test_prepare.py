@@ -1,13 +1,13 @@
 import json
-import warnings
 
 import numpy as np
 import pytest
 
 from conftest import SHARED_TINYSHAKESPEARE, TINY_TEXT
-from gpt_lightning import sources
+from gpt_lightning.data import sources
 from gpt_lightning.errors import UserError
-from gpt_lightning.prepare import prepare, read_meta
+from gpt_lightning.data.prepare import prepare
+from gpt_lightning.data.bins import read_meta
 from gpt_lightning.tokenizer import GPT2Tokenizer, tokenizer_from_meta
 
 

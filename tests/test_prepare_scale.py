@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt_lightning import encode, prepare as prepare_module
+from gpt_lightning.data import encode, prepare as prepare_module
 from gpt_lightning.cli import main
-from gpt_lightning.encode import cut_text
+from gpt_lightning.data.encode import cut_text
 from gpt_lightning.errors import UserError
-from gpt_lightning.prepare import prepare, read_meta
+from gpt_lightning.data.prepare import prepare
+from gpt_lightning.data.bins import read_meta
 from gpt_lightning.tokenizer import GPT2Tokenizer
 
 WORDS = "the king and queen of rome speak now my lord I'll don't 42 3.14 — café naïve".split()

@@ -121,7 +121,7 @@ def test_stop_and_resume_is_exact_with_dropout(tmp_path, monkeypatch, data_root)
 
 
 def test_resume_honours_new_learning_rate(tmp_path, monkeypatch, data_root):
-    from gpt_lightning.module import lr_at
+    from gpt_lightning.train.module import lr_at
 
     root = new_root(tmp_path, data_root)
     monkeypatch.chdir(root)
@@ -234,7 +234,7 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(tmp_path, monkeypatch, da
 
 
 def test_atomic_checkpoint_io_keeps_old_file_when_a_save_fails(tmp_path, monkeypatch):
-    from gpt_lightning.resume import AtomicCheckpointIO
+    from gpt_lightning.train.resume import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"
@@ -253,7 +253,7 @@ def test_atomic_checkpoint_io_keeps_old_file_when_a_save_fails(tmp_path, monkeyp
 
 
 def test_stale_temporary_checkpoints_are_removed(tmp_path):
-    from gpt_lightning.resume import remove_stale_temp_files
+    from gpt_lightning.train.resume import remove_stale_temp_files
 
     (tmp_path / ".last.ckpt.99999999.tmp").write_bytes(b"half a checkpoint")
     (tmp_path / "last.ckpt").write_bytes(b"kept")
@@ -265,8 +265,8 @@ def test_stale_temporary_checkpoints_are_removed(tmp_path):
 def test_cli_installs_atomic_checkpoint_io_unless_user_has_one(tmp_path, monkeypatch, data_root, user_plugin):
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from gpt_lightning.lightning_cli import GPTLightningCLI
-    from gpt_lightning.resume import AtomicCheckpointIO
+    from gpt_lightning.cli.fit import GPTLightningCLI
+    from gpt_lightning.train.resume import AtomicCheckpointIO
 
     monkeypatch.chdir(new_root(tmp_path, data_root))
     args = ["--config", "tiny.yaml"]
@@ -298,7 +298,7 @@ def test_nonfinite_loss_stops_naming_the_step(tmp_path, monkeypatch, data_root, 
     ids=["periodic-save", "validation"],
 )
 def test_nan_model_is_never_saved_as_best_or_last(tmp_path, monkeypatch, data_root, capsys, every, message):
-    from gpt_lightning.module import GPTLightningModule
+    from gpt_lightning.train.module import GPTLightningModule
 
     root = new_root(tmp_path, data_root, **{"last_checkpoint.every_n_train_steps": every})
     monkeypatch.chdir(root)

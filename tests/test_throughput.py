@@ -10,9 +10,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import REPO, TINY_MODEL_ARGS, run_cli
-from gpt_lightning import throughput
+from gpt_lightning import hardware as throughput
+from gpt_lightning.train import throughput as throughput_callback
 from gpt_lightning.model import GPT, GPTConfig, flops_per_token, num_params
-from gpt_lightning.module import GPTLightningModule
+from gpt_lightning.train.module import GPTLightningModule
 
 CPU_PRESET = str(REPO / "configs" / "shakespeare_char_cpu.yaml")
 
@@ -137,7 +138,7 @@ def test_mfu_is_logged_when_the_peak_is_known(tmp_path, char_data, monkeypatch):
     from gpt_lightning.cli import main
 
     peak = 1e9  # pretend the CPU is a known 1 GFLOP/s device
-    monkeypatch.setattr(throughput, "peak_flops", lambda name, precision: peak if name == "cpu" else None)
+    monkeypatch.setattr(throughput_callback, "peak_flops", lambda name, precision: peak if name == "cpu" else None)
     monkeypatch.chdir(tmp_path)
     main(
         [

@@ -58,7 +58,7 @@ def make_corpus(folder: Path, gigabytes: float, seed: int = 0) -> int:
 
 def run_child(source: str, out: str, num_proc: int) -> None:
     """In a fresh process: prepare, then print its time and peak memory (self and largest worker) as JSON."""
-    from gpt_lightning.prepare import prepare
+    from gpt_lightning.data.prepare import prepare
 
     t0 = time.perf_counter()
     meta = prepare(source, "gpt2", Path(out), val_fraction=0.001, overwrite=True, num_proc=num_proc)

@@ -29,10 +29,10 @@ from typing import Optional
 import torch
 from lightning.pytorch import Callback
 
-from gpt_lightning.lightning_cli import GPTLightningCLI
+from gpt_lightning.cli.fit import GPTLightningCLI
 from gpt_lightning.errors import UserError
 from gpt_lightning.model import flops_per_token
-from gpt_lightning.throughput import device_name, matmul_precision, peak_flops
+from gpt_lightning.hardware import device_name, matmul_precision, peak_flops
 
 
 class BenchCLI(GPTLightningCLI):

@@ -19,30 +19,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from gpt_lightning.datacheck import check_split_sizes, check_token_ids
+from gpt_lightning.data.bins import check_split_sizes, check_token_ids, open_split
 from gpt_lightning.errors import UserError
-from gpt_lightning.prepare import META_FILE, prepare, read_meta
-
-
-def open_split(data_dir: Path, split: str, meta: dict) -> np.memmap:
-    """Memory-map one split's bin, refusing a file whose size disagrees with meta.json."""
-    path = Path(data_dir) / f"{split}.bin"
-    if not path.is_file():
-        raise UserError(f"{path} is missing; run `python -m gpt_lightning prepare` for this folder again.")
-    dtype = np.dtype(meta["dtype"])
-    size = path.stat().st_size
-    if size % dtype.itemsize:
-        raise UserError(
-            f"{path} holds {size} bytes, not a whole number of {dtype.name} tokens: the file is truncated or "
-            "corrupt; prepare the folder again with --overwrite."
-        )
-    expected = meta.get(f"{split}_tokens")
-    if expected is not None and size // dtype.itemsize != expected:
-        raise UserError(
-            f"{path} holds {size // dtype.itemsize} tokens but meta.json says {expected}: the folder is from an "
-            "interrupted or mixed prepare; prepare it again with --overwrite."
-        )
-    return np.memmap(path, dtype=dtype, mode="r")
+from gpt_lightning.data.bins import META_FILE, read_meta
+from gpt_lightning.data.prepare import prepare
 
 
 def gather_windows(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from gpt_lightning.resume import StopRequest, TrainingInterrupted
+from gpt_lightning.train.resume import StopRequest, TrainingInterrupted
 from gpt_lightning.tokenizer import tokenizer_from_meta
 
 

@@ -190,7 +190,7 @@ def checkpoint_hparams_as_defaults(hparams: dict, known: set[str]) -> dict[str, 
 
 def check_checkpoint_fits(path: str, ckpt: dict, model: torch.nn.Module, hparams: dict) -> None:
     """Refuse, in one sentence, a checkpoint whose weights do not have the shapes of the model built now."""
-    from gpt_lightning.checkpoint import strip_wrapper_prefixes  # as GPTLightningModule.on_load_checkpoint does
+    from gpt_lightning.weights.state_dict import strip_wrapper_prefixes  # as GPTLightningModule.on_load_checkpoint does
 
     theirs = {k: tuple(v.shape) for k, v in strip_wrapper_prefixes(dict(ckpt["state_dict"])).items()}
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}

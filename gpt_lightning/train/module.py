@@ -20,10 +20,10 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torchmetrics import MeanMetric
 
-from gpt_lightning.checkpoint import build_model, strip_wrapper_prefixes
+from gpt_lightning.weights.state_dict import build_model, strip_wrapper_prefixes
 from gpt_lightning.model import GPT, GPTConfig
-from gpt_lightning.nonfinite import NonFiniteLossError, NonFiniteTracker, check_finite_parameters
-from gpt_lightning.throughput import enable_tf32
+from gpt_lightning.train.nonfinite import NonFiniteLossError, NonFiniteTracker, check_finite_parameters
+from gpt_lightning.hardware import enable_tf32
 
 
 def lr_at(step: int, learning_rate: float, warmup_steps: int, lr_decay_steps: int, min_lr: float) -> float:
@@ -113,7 +113,7 @@ class GPTLightningModule(L.LightningModule):
 
     def _pretrained(self, init_from, vocab_size, block_size, dropout, tokenizer, architecture) -> GPT:
         """GPT-2 weights (see hf.py), fitted to this run: block_size crops, a conflicting setting is an error."""
-        from gpt_lightning.hf import adapt_pretrained, load_pretrained
+        from gpt_lightning.weights.hf import adapt_pretrained, load_pretrained
 
         config, sd, model_tokenizer = load_pretrained(init_from)
         config, sd, model_tokenizer = adapt_pretrained(

@@ -12,6 +12,7 @@ Our parameter names are Hugging Face's, so the conversion is small:
 
 Only `safetensors` is needed for local files; hub names (`gpt2`, ...) also need `huggingface_hub`, which the
 `hf` extra (transformers) brings. Nothing here imports Lightning; model.py knows nothing of this file.
+The `export` command (cli/export.py) and `--model.init_from` use it.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from typing import Optional
 
 import torch
 
-from gpt_lightning.checkpoint import read_gpt_checkpoint, strip_wrapper_prefixes
 from gpt_lightning.errors import UserError
-from gpt_lightning.model import GPT, GPTConfig
+from gpt_lightning.model import GPTConfig
+from gpt_lightning.weights.state_dict import check_state_dict, expected_shapes, strip_wrapper_prefixes
 
 # nanoGPT's names -> the hub repositories that hold OpenAI's weights
 HUB_MODELS = {
@@ -155,30 +156,6 @@ def state_dict_to_hf(sd: dict, config: GPTConfig) -> dict:
             if key.endswith(".bias"):  # Linear and Conv1D biases are both (out,)
                 hf[key] = torch.zeros(shape, dtype=hf["transformer.wte.weight"].dtype)
     return hf
-
-
-def expected_shapes(config: GPTConfig) -> dict[str, torch.Size]:
-    """Shapes of every tensor in our GPT's state dict for this config (built on the meta device: free)."""
-    with torch.device("meta"):
-        model = GPT(config)
-    return {k: v.shape for k, v in model.state_dict().items()}
-
-
-def check_state_dict(sd: dict, config: GPTConfig) -> dict:
-    """sd with lm_head tied in, after asserting that its keys and shapes are exactly those of GPT(config)."""
-    sd = dict(sd)
-    sd.setdefault("lm_head.weight", sd.get("transformer.wte.weight"))
-    expected = expected_shapes(config)
-    missing = sorted(set(expected) - {k for k, v in sd.items() if v is not None})
-    unexpected = sorted(set(sd) - set(expected))
-    wrong = [f"{k} {tuple(sd[k].shape)} != {tuple(s)}" for k, s in expected.items() if k in sd and sd[k] is not None and sd[k].shape != s]
-    if missing or unexpected or wrong:
-        raise UserError(
-            "The weights do not fit the GPT-2 architecture their config describes "
-            f"(missing: {missing[:5]}, unexpected: {unexpected[:5]}, wrong shapes: {wrong[:5]}); "
-            "the file is corrupt or not a GPT-2 model."
-        )
-    return sd
 
 
 # ---------------------------------------------------------------- reading pretrained weights
@@ -375,24 +352,3 @@ def write_gpt2_tokenizer(out: Path, model_max_length: int) -> bool:
     }
     (out / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n")
     return True
-
-
-def export(*, ckpt_path: Path, out: Path) -> Path:
-    """Export a checkpoint written by `fit` as a Hugging Face GPT-2 model folder.
-
-    The folder loads with `transformers.AutoModelForCausalLM.from_pretrained(out)` as a GPT2LMHeadModel and
-    gives the same logits as the checkpoint; it also works as `--model.init_from=out`.
-
-    Args:
-        ckpt_path: a .ckpt file (last.ckpt, best-*.ckpt).
-        out: folder to write config.json, model.safetensors and, for GPT-2 BPE models, tokenizer files into.
-    """
-    config, sd, tokenizer = read_gpt_checkpoint(ckpt_path)
-    return export_model(config, sd, out, tokenizer)
-
-
-def run_export(args: list[str]) -> None:
-    from jsonargparse import CLI
-
-    out = CLI(export, args=args)
-    print(f"exported to {out}: " + ", ".join(sorted(p.name for p in Path(out).iterdir())))

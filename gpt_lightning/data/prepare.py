@@ -20,30 +20,11 @@ from typing import Iterator, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from gpt_lightning.encode import encode_batches, make_batches
+from gpt_lightning.data.encode import encode_batches, make_batches
+from gpt_lightning.data.bins import FORMAT_VERSION, META_FILE, SPLITS, read_meta, token_dtype
 from gpt_lightning.errors import UserError
-from gpt_lightning.sources import Source, resolve_source
+from gpt_lightning.data.sources import Source, resolve_source
 from gpt_lightning.tokenizer import GPT2Tokenizer, Tokenizer, build_tokenizer
-
-META_FILE = "meta.json"
-SPLITS = ("train", "val")
-FORMAT_VERSION = 1
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
-
-
-def read_meta(data_dir: Path) -> dict | None:
-    """meta.json of a data folder, or None when there is none."""
-    path = Path(data_dir) / META_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}); prepare the folder again with --overwrite.") from e
-
 
 class _BinWriter:
     """Appends token arrays to a temporary file; `commit` renames it into place."""

@@ -10,30 +10,22 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
-from gpt_lightning.callbacks import LastCheckpoint, TextSampleCallback
-from gpt_lightning.data import TokenBinDataModule
+from gpt_lightning.train.callbacks import LastCheckpoint, TextSampleCallback
+from gpt_lightning.data.datamodule import TokenBinDataModule
 from gpt_lightning.errors import UserError
-from gpt_lightning.module import GPTLightningModule
-from gpt_lightning import resume
-from gpt_lightning.throughput import ThroughputLogger, enable_tf32
+from gpt_lightning.train.module import GPTLightningModule
+from gpt_lightning.train import resume
+from gpt_lightning.hardware import auto_precision, enable_tf32
+from gpt_lightning.train.throughput import ThroughputLogger
 
 # The validation dataset has a length so progress bars know their total; it is not split over workers, so
 # Lightning's warning about lengths with several workers does not apply.
 warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined.*")
-
-
-def auto_precision() -> str:
-    """bf16 mixed precision where the GPU supports it, fp16 mixed on older GPUs, fp32 on CPU (where the mixed
-    modes run about 10x slower)."""
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
 
 
 class GPTLightningCLI(LightningCLI):

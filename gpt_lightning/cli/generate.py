@@ -16,21 +16,13 @@ from typing import Literal, Optional
 
 import torch
 
-from gpt_lightning.checkpoint import load_checkpoint_model
+from gpt_lightning.weights.load import load_checkpoint_model
 from gpt_lightning.errors import UserError
 from gpt_lightning.generation import encode_prompt, generate_batch, stream_text
+from gpt_lightning.hardware import resolve_device
 from gpt_lightning.model import check_sampling_args
 
 SEPARATOR = "---------------"
-
-
-def resolve_device(device: str) -> torch.device:
-    """auto: the GPU where there is one, else the CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu (or auto).")
-    return torch.device(device)
 
 
 def read_prompt(prompt: Optional[str], prompt_file: Optional[str]) -> str:
@@ -124,7 +116,7 @@ def generate(
     return samples
 
 
-def run_generate(args: list[str]) -> None:
+def main(args: list[str]) -> None:
     """The `generate` subcommand: jsonargparse over generate()'s signature, with --[no_]kv_cache and
     --[no_]stream as plain flags."""
     from jsonargparse import ActionYesNo, ArgumentParser

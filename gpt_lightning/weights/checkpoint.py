@@ -1,0 +1,81 @@
+"""Reading checkpoint files: the one torch.load wrapper, and a checkpoint's model settings and weights.
+
+A Lightning checkpoint holds everything: the model's shape in `hyper_parameters` (the LightningModule's
+constructor arguments) and its weights in `state_dict` under `model.`. nanoGPT's own `ckpt.pt`
+(`model_args` + `model`) loads too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from gpt_lightning.errors import UserError
+from gpt_lightning.model import GPTConfig
+from gpt_lightning.weights.state_dict import gpt_state_dict
+
+def read_checkpoint(path: Union[str, Path]) -> dict:
+    """torch.load a checkpoint onto the CPU, with a one-sentence UserError for every way that can fail.
+
+    A folder is taken to mean the `last.ckpt` in it (or in its `checkpoints/`)."""
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "last.ckpt", path / "checkpoints" / "last.ckpt"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise UserError(f"{path} is a folder without a last.ckpt; pass the path of a .ckpt file written by `fit`.")
+        path = found
+    if not path.is_file():
+        raise UserError(
+            f"Checkpoint {path} does not exist; pass a .ckpt written by `fit`, e.g. out/NAME/checkpoints/last.ckpt."
+        )
+    try:
+        # weights_only: tensors and plain containers only, so a checkpoint cannot run code when it is read
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # the unpickler fails in many ways on a truncated or foreign file
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UserError(
+            f"Could not read checkpoint {path} ({type(e).__name__}: {first_line[:200]}); it is truncated, "
+            "not a torch checkpoint, or holds Python objects beyond tensors: pass a .ckpt written by `fit`."
+        ) from e
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict; pass a .ckpt written by `fit`.")
+    return checkpoint
+
+
+def config_from_checkpoint(checkpoint: dict) -> GPTConfig:
+    """GPTConfig from a Lightning checkpoint's hyper_parameters (or nanoGPT's model_args)."""
+    hparams = checkpoint.get("hyper_parameters") or checkpoint.get("model_args")
+    if not isinstance(hparams, dict):
+        raise UserError(
+            "The checkpoint has no hyper_parameters to rebuild the model from; pass a .ckpt written by `fit`."
+        )
+    fields = {f.name for f in dataclasses.fields(GPTConfig)}
+    try:
+        return GPTConfig(**{k: v for k, v in hparams.items() if k in fields and v is not None})
+    except (TypeError, ValueError) as e:
+        raise UserError(f"The checkpoint's model settings are invalid ({e}); was it written by gpt_lightning?") from e
+
+
+def tokenizer_meta_from_checkpoint(checkpoint: dict, vocab_size: int) -> Optional[dict]:
+    """The tokenizer meta saved with the model; for nanoGPT's ckpt.pt (none saved), GPT-2's BPE when the
+    vocabulary is GPT-2-sized. None when unknown."""
+    meta = (checkpoint.get("hyper_parameters") or {}).get("tokenizer")
+    if meta:
+        return meta
+    if "model_args" in checkpoint and vocab_size >= 50257:
+        return {"kind": "gpt2", "encoding": "gpt2"}
+    return None
+
+
+def read_gpt_checkpoint(path: Union[str, Path]) -> tuple[GPTConfig, dict, Optional[dict]]:
+    """(config, the GPT's state dict, tokenizer meta or None) of a checkpoint, without building the model."""
+    checkpoint = read_checkpoint(path)
+    config = config_from_checkpoint(checkpoint)
+    raw = checkpoint.get("state_dict") or checkpoint.get("model")
+    if not isinstance(raw, dict):
+        raise UserError(f"Checkpoint {path} has no model weights (no state_dict); pass a .ckpt written by `fit`.")
+    return config, gpt_state_dict(raw), tokenizer_meta_from_checkpoint(checkpoint, config.vocab_size)

@@ -1,0 +1,82 @@
+"""The GPT's state dict: the lowest layer under every way weights come in or go out.
+
+- `strip_wrapper_prefixes`: keys without the parts that wrappers add (`_orig_mod.` from torch.compile,
+  `module.` from DDP).
+- `gpt_state_dict`: the GPT's own entries of any state dict we read (a LightningModule's `model.` prefix
+  removed, foreign buffers dropped, the tied lm_head / wte filled in under both names).
+- `check_state_dict`: the one key and shape check, against the shapes of `GPT(config)`.
+- `build_model`: a GPT holding exactly these weights, built without a random init.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from gpt_lightning.errors import UserError
+from gpt_lightning.model import GPT, GPTConfig
+
+# Buffers other GPT implementations save that ours recomputes (nanoGPT's causal mask without flash, HF's).
+FOREIGN_BUFFERS = (".attn.bias", ".attn.masked_bias")
+
+
+def strip_wrapper_prefixes(state_dict: dict) -> dict:
+    """Keys without the `_orig_mod.` (torch.compile) and `module.` (DDP) parts that wrapped models add,
+    wherever they sit (`model._orig_mod.transformer.wte.weight` -> `model.transformer.wte.weight`)."""
+    return {re.sub(r"(?<![^.])(_orig_mod|module)\.", "", key): value for key, value in state_dict.items()}
+
+
+def gpt_state_dict(state_dict: dict) -> dict:
+    """The GPT's own entries of a (wrapped) state dict: wrapper prefixes and the LightningModule's `model.`
+    removed, foreign buffers dropped."""
+    out = {}
+    for key, value in strip_wrapper_prefixes(state_dict).items():
+        key = key.removeprefix("model.")
+        if key.startswith(("transformer.", "lm_head.")) and not key.endswith(FOREIGN_BUFFERS):
+            out[key] = value
+    # lm_head and wte share one tensor; a file may hold it under only one of the two names
+    for a, b in (("lm_head.weight", "transformer.wte.weight"), ("transformer.wte.weight", "lm_head.weight")):
+        if a not in out and b in out:
+            out[a] = out[b]
+    return out
+
+
+def expected_shapes(config: GPTConfig) -> dict[str, torch.Size]:
+    """Shapes of every tensor in our GPT's state dict for this config (built on the meta device: free)."""
+    with torch.device("meta"):
+        model = GPT(config)
+    return {k: v.shape for k, v in model.state_dict().items()}
+
+
+def check_state_dict(sd: dict, config: GPTConfig, source: str = "The weights") -> dict:
+    """sd with lm_head tied in, after checking that its keys and shapes are exactly those of GPT(config)."""
+    sd = dict(sd)
+    if sd.get("lm_head.weight") is None:
+        sd["lm_head.weight"] = sd.get("transformer.wte.weight")
+    expected = expected_shapes(config)
+    missing = sorted(k for k in expected if sd.get(k) is None)
+    unexpected = sorted(set(sd) - set(expected))
+    wrong = [
+        f"{k} {tuple(sd[k].shape)} != {tuple(s)}"
+        for k, s in expected.items()
+        if sd.get(k) is not None and sd[k].shape != s
+    ]
+    if missing or unexpected or wrong:
+        raise UserError(
+            f"{source} do not fit the model their settings describe (missing: {missing[:3]}, unexpected: "
+            f"{unexpected[:3]}, wrong shapes: {wrong[:3]}); the file is corrupt or was not written for this model."
+        )
+    return sd
+
+
+def build_model(config: GPTConfig, state_dict: dict, source: str = "The checkpoint's weights") -> GPT:
+    """A GPT of this config holding exactly these weights (UserError if names or shapes disagree)."""
+    state_dict = check_state_dict(state_dict, config, source)
+    # On the meta device: no time or memory spent on a random init that is overwritten next. (The model's
+    # only buffer, the causal mask of PyTorch without scaled_dot_product_attention, is never built on >= 2.0.)
+    with torch.device("meta"):
+        model = GPT(config)
+    model.load_state_dict(state_dict, assign=True)
+    model.transformer.wte.weight = model.lm_head.weight  # assign=True replaced the tied tensor: tie again
+    return model
