@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resume_helpers import synthetic_text  # noqa: E402
 
 from gpt_lightning.data import bins, prepare as prepare_module  # noqa: E402

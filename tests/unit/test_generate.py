@@ -18,7 +18,7 @@ from gpt_lightning.generation import TextStream, generate_batch, stream_text
 from gpt_lightning.model import GPT, GPTConfig, next_token_probs, sample_next_token
 from gpt_lightning.tokenizer import CharTokenizer, GPT2Tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n" * 30
 
 

@@ -26,7 +26,7 @@ from gpt_lightning.train.module import GPTLightningModule
 from gpt_lightning.data.prepare import prepare
 from gpt_lightning.data.bins import read_meta
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOL = dict(rtol=1e-4, atol=1e-6)
 MODEL = dict(n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True, learning_rate=1e-2, min_lr=1e-3,
              warmup_steps=1, lr_decay_steps=10, weight_decay=0.1, beta1=0.9, beta2=0.95)

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resume_helpers import make_data, run_cli, synthetic_text, write_config  # noqa: E402
 
 FIT = ["fit", "--config", "tiny.yaml"]

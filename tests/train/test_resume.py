@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resume_helpers import (  # noqa: E402
     assert_close,
     csv_metrics,

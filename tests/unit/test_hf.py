@@ -26,7 +26,7 @@ from gpt_lightning.model import GPT, GPTConfig  # noqa: E402
 from gpt_lightning.train.module import GPTLightningModule  # noqa: E402
 from gpt_lightning.tokenizer import GPT2Tokenizer, offline_gpt2_files  # noqa: E402
 
-SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
 def random_hf_model(**config) -> "transformers.GPT2LMHeadModel":
@@ -222,7 +222,7 @@ def test_hub_name_loads_from_the_hub_cache_offline(tmp_path):
 
 # ---------------------------------------------------------------- the presets through the CLI
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.fixture(scope="module")
