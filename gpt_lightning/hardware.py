@@ -75,13 +75,19 @@ def matmul_precision(precision: str, device: Optional[torch.device] = None) -> O
     return None
 
 
+def peak_flops_key(device_name: str) -> Optional[str]:
+    """The PEAK_FLOPS entry for a device name as torch.cuda.get_device_name gives it, or None."""
+    for pattern, key in _NAME_PATTERNS:
+        if re.search(pattern, device_name, flags=re.IGNORECASE):
+            return key
+    return None
+
+
 def peak_flops(device_name: str, precision: Optional[str]) -> Optional[float]:
     """Peak FLOP/s of one device from its name (as torch.cuda.get_device_name gives it) and a matmul
     precision ("fp32", "tf32", "bf16", "fp16"); None when the device or the precision is not in the table."""
-    for pattern, key in _NAME_PATTERNS:
-        if re.search(pattern, device_name, flags=re.IGNORECASE):
-            return PEAK_FLOPS[key].get(precision) if precision else None
-    return None
+    key = peak_flops_key(device_name)
+    return PEAK_FLOPS[key].get(precision) if key and precision else None
 
 
 def device_name(device: torch.device) -> str:
