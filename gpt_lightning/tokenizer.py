@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Protocol, Sequence
 
 from gpt_lightning.errors import UserError
+from gpt_lightning.files import copy_file
 
 
 class Tokenizer(Protocol):
@@ -98,12 +98,9 @@ def seed_tiktoken_cache() -> bool:
     sources = offline_gpt2_files()
     if sources is None:
         return False
-    cache.mkdir(parents=True, exist_ok=True)
     for name, target in targets.items():
         if not target.exists():
-            tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-            shutil.copyfile(sources[name], tmp)
-            os.replace(tmp, target)  # atomic, so a concurrent reader never sees half a file
+            copy_file(sources[name], target)  # atomic, so a concurrent reader never sees half a file
     return True
 
 
@@ -129,9 +126,6 @@ class GPT2Tokenizer:
     def encode(self, text: str) -> list[int]:
         # ordinary: text that happens to contain "<|endoftext|>" is encoded as text, not as the special token
         return self.encoding.encode_ordinary(text)
-
-    def encode_batch(self, texts: list[str], num_threads: int = 1) -> list[list[int]]:
-        return self.encoding.encode_ordinary_batch(texts, num_threads=num_threads)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.encoding.decode(list(ids))

@@ -58,6 +58,7 @@ def make_corpus(folder: Path, gigabytes: float, seed: int = 0) -> int:
 
 def run_child(source: str, out: str, num_proc: int) -> None:
     """In a fresh process: prepare, then print its time and peak memory (self and largest worker) as JSON."""
+    from gpt_lightning.data.bins import SPLITS, split_tokens
     from gpt_lightning.data.prepare import prepare
 
     t0 = time.perf_counter()
@@ -66,7 +67,7 @@ def run_child(source: str, out: str, num_proc: int) -> None:
     kib = 1024 if sys.platform != "darwin" else 1  # ru_maxrss is KiB on Linux, bytes on macOS
     print(json.dumps({
         "seconds": seconds,
-        "tokens": meta["train_tokens"] + meta["val_tokens"],
+        "tokens": sum(split_tokens(meta, split) for split in SPLITS),
         "main_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 1e6,
         "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib / 1e6,
     }))

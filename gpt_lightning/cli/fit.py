@@ -16,8 +16,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from gpt_lightning.train.callbacks import LastCheckpoint, TextSampleCallback
-from gpt_lightning.data.datamodule import TokenBinDataModule
+from gpt_lightning.data.datamodule import TokenBinDataModule, prepare_if_missing
 from gpt_lightning.errors import UserError
+from gpt_lightning.files import remove_stale_temporaries
 from gpt_lightning.train.module import GPTLightningModule
 from gpt_lightning.train import resume
 from gpt_lightning.hardware import auto_precision, enable_tf32
@@ -105,6 +106,8 @@ class GPTLightningCLI(LightningCLI):
             trainer.precision = auto_precision()
         if self.subcommand == "fit" and not config.get("ckpt_path"):
             resume.refuse_to_overwrite_run(config.checkpoint.dirpath)
+        # the named step that may download and tokenize --data.source, before argument linking reads meta.json
+        prepare_if_missing(config.data.data_dir, config.data.source, config.data.tokenizer)
 
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()
@@ -113,7 +116,7 @@ class GPTLightningCLI(LightningCLI):
             resume.check_checkpoint_fits(path, ckpt, self.model, dict(self.model.hparams))
             self._ckpt = None  # the mmap'ed checkpoint is not needed any more
         if self.subcommand == "fit" and self.config.fit.checkpoint.dirpath:
-            resume.remove_stale_temp_files(self.config.fit.checkpoint.dirpath)
+            remove_stale_temporaries(self.config.fit.checkpoint.dirpath)  # of a run killed while saving
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         config = self.config[self.subcommand] if self.subcommand else self.config

@@ -6,6 +6,7 @@ from __future__ import annotations
 def main(args: list[str]) -> None:
     from jsonargparse import CLI
 
+    from gpt_lightning.data.bins import summary
     from gpt_lightning.data.prepare import prepare
 
     # `--source X` as README writes it (a leading positional SRC works too), and `--overwrite` alone meaning
@@ -17,7 +18,4 @@ def main(args: list[str]) -> None:
         for i, a in enumerate(args)
     ]
     meta = CLI(prepare, args=args, as_positional=False, prog="python -m gpt_lightning prepare")
-    print(
-        f"{meta['source']['corpus']}: vocab {meta['vocab_size']}, {meta['train_tokens']:,} train and "
-        f"{meta['val_tokens']:,} val tokens ({meta['dtype']})"
-    )
+    print(summary(meta))

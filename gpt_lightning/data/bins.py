@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 
 from gpt_lightning.errors import UserError
+from gpt_lightning.files import AtomicFile, atomic_write
 
 META_FILE = "meta.json"
 SPLITS = ("train", "val")
@@ -29,6 +31,89 @@ FORMAT_VERSION = 1
 
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
+def split_path(data_dir: Union[str, Path], split: str) -> Path:
+    """The bin of one split: DATA_DIR/train.bin or DATA_DIR/val.bin."""
+    return Path(data_dir) / f"{split}.bin"
+
+
+def split_tokens(meta: dict, split: str) -> int:
+    """Tokens in one split, as meta.json records them (0 when it does not say)."""
+    return int(meta.get(f"{split}_tokens", 0))
+
+
+def made_from(meta: dict) -> tuple[str, str]:
+    """(corpus, tokenizer kind) that a folder's bins were made from."""
+    return meta.get("source", {}).get("corpus"), meta.get("tokenizer", {}).get("kind")
+
+
+def summary(meta: dict) -> str:
+    """One line about a prepared folder, as `prepare` prints it."""
+    return (
+        f"{meta['source']['corpus']}: vocab {meta['vocab_size']}, {split_tokens(meta, 'train'):,} train and "
+        f"{split_tokens(meta, 'val'):,} val tokens ({meta['dtype']})"
+    )
+
+
+def describe_missing(data_dir: Union[str, Path]) -> str:
+    """Why a folder is not prepared, in a few words: `does not exist` or `has no meta.json`."""
+    return "does not exist" if not Path(data_dir).exists() else f"has no {META_FILE}"
+
+
+# ---------------------------------------------------------------- writing (prepare)
+
+
+class BinWriter:
+    """Appends token arrays to a split's bin under a temporary name; `commit` renames it into place."""
+
+    def __init__(self, data_dir: Path, split: str, dtype: np.dtype) -> None:
+        self.dtype = dtype
+        self.count = 0
+        self.max_id = -1  # recorded in meta.json, so training can check ids against vocab_size without a scan
+        self.target = AtomicFile(split_path(data_dir, split))
+
+    def write(self, ids: Union[list[int], np.ndarray]) -> None:
+        arr = np.asarray(ids, dtype=self.dtype)
+        arr.tofile(self.target.file)
+        self.count += arr.size
+        if arr.size:
+            self.max_id = max(self.max_id, int(arr.max()))
+
+    def commit(self) -> None:
+        self.target.commit()
+
+    def discard(self) -> None:
+        self.target.discard()
+
+
+def make_meta(
+    tokenizer: dict, vocab_size: int, dtype: np.dtype, writers: dict[str, BinWriter], val_fraction: float, source: dict
+) -> dict:
+    """meta.json's content for bins just written: the one place its schema is spelled out."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "vocab_size": vocab_size,
+        "tokenizer": tokenizer,
+        "dtype": dtype.name,
+        **{f"{split}_tokens": w.count for split, w in writers.items()},
+        "max_token_id": {split: w.max_id for split, w in writers.items()},
+        "val_fraction": val_fraction,
+        "source": source,  # name, corpus, documents, sha256 of the text
+    }
+
+
+def remove_meta(data_dir: Path) -> None:
+    """Forget a folder's meta.json: until a new one is written, training accepts none of its bins."""
+    (Path(data_dir) / META_FILE).unlink(missing_ok=True)
+
+
+def write_meta(data_dir: Path, meta: dict) -> None:
+    with atomic_write(Path(data_dir) / META_FILE, "w") as f:
+        f.write(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------- reading and checking (training)
 
 
 def read_meta(data_dir: Path) -> dict | None:
@@ -42,10 +127,9 @@ def read_meta(data_dir: Path) -> dict | None:
         raise UserError(f"{path} is not valid JSON ({e}); prepare the folder again with --overwrite.") from e
 
 
-
 def open_split(data_dir: Path, split: str, meta: dict) -> np.memmap:
     """Memory-map one split's bin, refusing a file whose size disagrees with meta.json."""
-    path = Path(data_dir) / f"{split}.bin"
+    path = split_path(data_dir, split)
     if not path.is_file():
         raise UserError(f"{path} is missing; run `python -m gpt_lightning prepare` for this folder again.")
     dtype = np.dtype(meta["dtype"])
@@ -55,7 +139,7 @@ def open_split(data_dir: Path, split: str, meta: dict) -> np.memmap:
             f"{path} holds {size} bytes, not a whole number of {dtype.name} tokens: the file is truncated or "
             "corrupt; prepare the folder again with --overwrite."
         )
-    expected = meta.get(f"{split}_tokens")
+    expected = meta.get(f"{split}_tokens")  # None: a folder made by another tool, sized by its file only
     if expected is not None and size // dtype.itemsize != expected:
         raise UserError(
             f"{path} holds {size // dtype.itemsize} tokens but meta.json says {expected}: the folder is from an "
@@ -79,7 +163,7 @@ def first_out_of_range(tokens: np.ndarray, vocab_size: int) -> int:
 
 def check_token_ids(data_dir: Path, meta: dict, split: str, tokens: np.ndarray) -> None:
     vocab_size = int(meta["vocab_size"])
-    path = Path(data_dir) / f"{split}.bin"
+    path = split_path(data_dir, split)
     recorded = meta.get("max_token_id", {}).get(split)
     if recorded is not None and recorded >= vocab_size:
         raise UserError(
@@ -101,8 +185,8 @@ def check_token_ids(data_dir: Path, meta: dict, split: str, tokens: np.ndarray) 
 def check_split_sizes(data_dir: Path, meta: dict, block_size: int) -> None:
     """Each split must hold at least one window of block_size + 1 tokens; said at startup, not at the first
     validation."""
-    for split in ("train", "val"):
-        n = int(meta.get(f"{split}_tokens", 0))
+    for split in SPLITS:
+        n = split_tokens(meta, split)
         if split == "val" and n == 0:
             continue  # prepared with --val_fraction 0: a run without validation is fine
         if n <= block_size:
@@ -111,3 +195,10 @@ def check_split_sizes(data_dir: Path, meta: dict, block_size: int) -> None:
                 f"The {split} split of {data_dir} has {n} tokens, too few for one window of block_size "
                 f"{block_size}; {fix}."
             )
+
+
+def check_folder(data_dir: Path, meta: dict, block_size: int) -> None:
+    """Every check a prepared folder must pass before training starts: sizes, windows, token ids."""
+    check_split_sizes(data_dir, meta, block_size)
+    for split in SPLITS:
+        check_token_ids(data_dir, meta, split, open_split(data_dir, split, meta))

@@ -19,10 +19,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from gpt_lightning.data.bins import check_split_sizes, check_token_ids, open_split
+from gpt_lightning.data.bins import check_folder, describe_missing, open_split, read_meta, split_tokens
 from gpt_lightning.errors import UserError
-from gpt_lightning.data.bins import META_FILE, read_meta
-from gpt_lightning.data.prepare import prepare
 
 
 def gather_windows(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +61,7 @@ class ValWindows(IterableDataset):
     """
 
     def __init__(self, path: Path, meta: dict, batch_size: int, block_size: int, num_batches: int, rank: int, world_size: int) -> None:
-        n_tokens = meta["val_tokens"]
+        n_tokens = split_tokens(meta, "val")
         if n_tokens <= block_size:
             raise UserError(
                 f"The validation split has {n_tokens} tokens, too few for one window of block_size {block_size}; "
@@ -94,6 +92,22 @@ def launched_rank() -> int:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     return getattr(rank_zero_only, "rank", 0)
+
+
+def prepare_if_missing(data_dir: Path, source: Optional[str], tokenizer: str = "char") -> None:
+    """Prepare data_dir from source when it has no meta.json yet: the one step that may download and tokenize.
+
+    Rank 0 prepares; the other ranks, which torchrun or SLURM start at the same time, wait for its meta.json.
+    Without a source nothing happens (reading the metadata then says how to prepare the folder).
+    """
+    if source is None or read_meta(data_dir) is not None:
+        return
+    if launched_rank() == 0:
+        from gpt_lightning.data.prepare import prepare  # the tokenization pipeline, only when there is work
+
+        prepare(source, tokenizer, Path(data_dir))
+    else:
+        wait_for_meta(Path(data_dir))
 
 
 def wait_for_meta(data_dir: Path, poll_s: float = 2.0, timeout_s: float = 24 * 3600) -> dict:
@@ -149,28 +163,28 @@ class TokenBinDataModule(L.LightningDataModule):
         self.batches_consumed = 0  # of the training stream, restored from a checkpoint on resume
         self._meta: Optional[dict] = None
 
-    # ------------------------------------------------------------ meta.json, preparing on demand
+    # ------------------------------------------------------------ meta.json (a pure read) and preparing on demand
 
     @property
     def meta(self) -> dict:
+        """The folder's meta.json, checked against block_size; reading it never writes anything (the CLI calls
+        prepare_if_missing first when --data.source is set)."""
         if self._meta is None:
             meta = read_meta(self.data_dir)
             if meta is None:
-                if self.source is None:
-                    what = "does not exist" if not self.data_dir.exists() else f"has no {META_FILE}"
-                    raise UserError(
-                        f"Data folder {self.data_dir} {what}; prepare it with `python -m gpt_lightning prepare "
-                        f"--source SRC --out {self.data_dir}`, or set --data.source to prepare it automatically."
-                    )
-                if launched_rank() == 0:
-                    meta = prepare(self.source, self.tokenizer, self.data_dir)
-                else:  # torchrun / SLURM start every rank at once: one prepares, the others wait for it
-                    meta = wait_for_meta(self.data_dir)
-            check_split_sizes(self.data_dir, meta, self.block_size)  # before any training starts
-            for split in ("train", "val"):
-                check_token_ids(self.data_dir, meta, split, open_split(self.data_dir, split, meta))
+                how = "run `fit` with --data.source set" if self.source else "set --data.source"
+                raise UserError(
+                    f"Data folder {self.data_dir} {describe_missing(self.data_dir)}; prepare it with "
+                    f"`python -m gpt_lightning prepare --source SRC --out {self.data_dir}`, or {how} to prepare "
+                    "it automatically."
+                )
+            check_folder(self.data_dir, meta, self.block_size)  # before any training starts
             self._meta = meta
         return self._meta
+
+    def prepare_if_missing(self) -> None:
+        """Prepare data_dir from `source` when it is not prepared yet (rank 0 prepares, the others wait)."""
+        prepare_if_missing(self.data_dir, self.source, self.tokenizer)
 
     @property
     def vocab_size(self) -> int:
@@ -181,7 +195,7 @@ class TokenBinDataModule(L.LightningDataModule):
         return self.meta["tokenizer"]
 
     def prepare_data(self) -> None:
-        self.meta  # noqa: B018 - reading it prepares the folder when needed (rank 0 only, before setup)
+        self.prepare_if_missing()  # for a DataModule used without the CLI; a no-op once the folder exists
 
     # ------------------------------------------------------------ loaders
 

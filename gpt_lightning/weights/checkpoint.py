@@ -17,32 +17,36 @@ from gpt_lightning.errors import UserError
 from gpt_lightning.model import GPTConfig
 from gpt_lightning.weights.state_dict import gpt_state_dict
 
-def read_checkpoint(path: Union[str, Path]) -> dict:
-    """torch.load a checkpoint onto the CPU, with a one-sentence UserError for every way that can fail.
+FROM_FIT = "a .ckpt written by `fit`"
 
-    A folder is taken to mean the `last.ckpt` in it (or in its `checkpoints/`)."""
+
+def read_checkpoint(path: Union[str, Path], *, mmap: bool = False, expected: str = FROM_FIT) -> dict:
+    """torch.load a file onto the CPU (tensors and plain containers only), with one set of one-sentence
+    UserErrors for every way that can fail. Every torch.load of a user's file goes through here.
+
+    A folder is taken to mean the `last.ckpt` in it (or in its `checkpoints/`). mmap: map the tensors instead
+    of reading them (a checkpoint only looked into costs no memory). expected: what to pass instead, for the
+    messages."""
     path = Path(path)
     if path.is_dir():
         candidates = [path / "last.ckpt", path / "checkpoints" / "last.ckpt"]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
-            raise UserError(f"{path} is a folder without a last.ckpt; pass the path of a .ckpt file written by `fit`.")
+            raise UserError(f"{path} is a folder without a last.ckpt; pass the path of {expected}.")
         path = found
     if not path.is_file():
-        raise UserError(
-            f"Checkpoint {path} does not exist; pass a .ckpt written by `fit`, e.g. out/NAME/checkpoints/last.ckpt."
-        )
+        raise UserError(f"{path} does not exist; pass {expected}, e.g. out/NAME/checkpoints/last.ckpt.")
     try:
         # weights_only: tensors and plain containers only, so a checkpoint cannot run code when it is read
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # the unpickler fails in many ways on a truncated or foreign file
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise UserError(
-            f"Could not read checkpoint {path} ({type(e).__name__}: {first_line[:200]}); it is truncated, "
-            "not a torch checkpoint, or holds Python objects beyond tensors: pass a .ckpt written by `fit`."
+            f"{path} is not a readable checkpoint ({type(e).__name__}: {first_line[:200]}); it is truncated, "
+            f"not a torch file, or holds Python objects beyond tensors: pass {expected}."
         ) from e
     if not isinstance(checkpoint, dict):
-        raise UserError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict; pass a .ckpt written by `fit`.")
+        raise UserError(f"{path} holds a {type(checkpoint).__name__}, not a dict of tensors; pass {expected}.")
     return checkpoint
 
 
@@ -77,5 +81,5 @@ def read_gpt_checkpoint(path: Union[str, Path]) -> tuple[GPTConfig, dict, Option
     config = config_from_checkpoint(checkpoint)
     raw = checkpoint.get("state_dict") or checkpoint.get("model")
     if not isinstance(raw, dict):
-        raise UserError(f"Checkpoint {path} has no model weights (no state_dict); pass a .ckpt written by `fit`.")
+        raise UserError(f"{path} has no model weights (no state_dict); pass {FROM_FIT}.")
     return config, gpt_state_dict(raw), tokenizer_meta_from_checkpoint(checkpoint, config.vocab_size)

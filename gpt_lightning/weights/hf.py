@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
@@ -27,8 +26,15 @@ from typing import Optional
 import torch
 
 from gpt_lightning.errors import UserError
+from gpt_lightning.files import atomic_path, atomic_write, copy_file
 from gpt_lightning.model import GPTConfig
-from gpt_lightning.weights.state_dict import check_state_dict, expected_shapes, strip_wrapper_prefixes
+from gpt_lightning.weights.checkpoint import read_checkpoint
+from gpt_lightning.weights.state_dict import (
+    FOREIGN_BUFFERS,
+    check_state_dict,
+    expected_shapes,
+    strip_wrapper_prefixes,
+)
 
 # nanoGPT's names -> the hub repositories that hold OpenAI's weights
 HUB_MODELS = {
@@ -43,8 +49,6 @@ GPT2_VOCAB_SIZE = 50257
 GPT2_TOKENIZER = {"kind": "gpt2", "encoding": "gpt2"}
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-# buffers some HF files carry (the causal mask): not weights
-HF_BUFFERS = (".attn.bias", ".attn.masked_bias")
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")
 CONFIG_KEY = "gpt_lightning"  # our own entry in an exported config.json / safetensors metadata
 
@@ -122,7 +126,7 @@ def hf_to_state_dict(hf_sd: dict, config: GPTConfig) -> dict:
     """Our GPT's state dict from a GPT-2 one (GPT2LMHeadModel's `transformer.` keys or GPT2Model's bare ones)."""
     sd = {}
     for key, value in strip_wrapper_prefixes(hf_sd).items():
-        if key.endswith(HF_BUFFERS) or key == "lm_head.weight":
+        if key.endswith(FOREIGN_BUFFERS) or key == "lm_head.weight":
             continue  # causal-mask buffers; lm_head is wte (checked to be tied below)
         if not key.startswith("transformer."):
             key = "transformer." + key
@@ -238,7 +242,7 @@ def load_pretrained(init_from: str) -> tuple[GPTConfig, dict, Optional[dict]]:
     else:
         folder, weights = path.parent, path
     if weights.suffix == ".bin":
-        sd, metadata = torch.load(weights, map_location="cpu", weights_only=True), {}
+        sd, metadata = read_checkpoint(weights, expected="a Hugging Face GPT-2 folder or .safetensors file"), {}
     elif weights.name.endswith((".safetensors", ".index.json")):
         sd, metadata = read_safetensors(weights)
     else:
@@ -320,15 +324,20 @@ def export_model(config: GPTConfig, sd: dict, out: Path, tokenizer: Optional[dic
     from safetensors.torch import save_file
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     hf_config = hf_config_from_gpt(config, tokenizer)
     tensors = {k: v.to(torch.float32) for k, v in state_dict_to_hf(sd, config).items()}
     # metadata: "format" is what transformers checks; our config makes the file importable on its own
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt", CONFIG_KEY: json.dumps(hf_config)})
-    (out / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", CONFIG_KEY: json.dumps(hf_config)})
+    write_json(out / "config.json", hf_config)
     if tokenizer and tokenizer.get("kind") == "gpt2":
         write_gpt2_tokenizer(out, config.block_size)
     return out
+
+
+def write_json(path: Path, obj: dict) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(json.dumps(obj, indent=2) + "\n")
 
 
 def write_gpt2_tokenizer(out: Path, model_max_length: int) -> bool:
@@ -339,8 +348,8 @@ def write_gpt2_tokenizer(out: Path, model_max_length: int) -> bool:
     files = offline_gpt2_files()
     if files is None:
         return False
-    shutil.copyfile(files["encoder.json"], out / "vocab.json")
-    shutil.copyfile(files["vocab.bpe"], out / "merges.txt")
+    copy_file(files["encoder.json"], out / "vocab.json")
+    copy_file(files["vocab.bpe"], out / "merges.txt")
     eot = "<|endoftext|>"
     tok_config = {
         "tokenizer_class": "GPT2Tokenizer",
@@ -350,5 +359,5 @@ def write_gpt2_tokenizer(out: Path, model_max_length: int) -> bool:
         "unk_token": eot,
         "add_prefix_space": False,
     }
-    (out / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n")
+    write_json(out / "tokenizer_config.json", tok_config)
     return True

@@ -4,7 +4,8 @@
   `module.` from DDP).
 - `gpt_state_dict`: the GPT's own entries of any state dict we read (a LightningModule's `model.` prefix
   removed, foreign buffers dropped, the tied lm_head / wte filled in under both names).
-- `check_state_dict`: the one key and shape check, against the shapes of `GPT(config)`.
+- `shape_mismatches` / `check_state_dict`: the one key and shape check (`check_state_dict`: against the
+  shapes of `GPT(config)`, with the message for a file that does not fit).
 - `build_model`: a GPT holding exactly these weights, built without a random init.
 """
 
@@ -49,19 +50,25 @@ def expected_shapes(config: GPTConfig) -> dict[str, torch.Size]:
     return {k: v.shape for k, v in model.state_dict().items()}
 
 
-def check_state_dict(sd: dict, config: GPTConfig, source: str = "The weights") -> dict:
-    """sd with lm_head tied in, after checking that its keys and shapes are exactly those of GPT(config)."""
-    sd = dict(sd)
-    if sd.get("lm_head.weight") is None:
-        sd["lm_head.weight"] = sd.get("transformer.wte.weight")
-    expected = expected_shapes(config)
+def shape_mismatches(sd: dict, expected: dict[str, torch.Size]) -> tuple[list[str], list[str], list[str]]:
+    """(missing keys, unexpected keys, "key (theirs) != (ours)" for wrong shapes) of sd against expected shapes;
+    three empty lists when they fit."""
     missing = sorted(k for k in expected if sd.get(k) is None)
     unexpected = sorted(set(sd) - set(expected))
     wrong = [
         f"{k} {tuple(sd[k].shape)} != {tuple(s)}"
         for k, s in expected.items()
-        if sd.get(k) is not None and sd[k].shape != s
+        if sd.get(k) is not None and tuple(sd[k].shape) != tuple(s)
     ]
+    return missing, unexpected, wrong
+
+
+def check_state_dict(sd: dict, config: GPTConfig, source: str = "The weights") -> dict:
+    """sd with lm_head tied in, after checking that its keys and shapes are exactly those of GPT(config)."""
+    sd = dict(sd)
+    if sd.get("lm_head.weight") is None:
+        sd["lm_head.weight"] = sd.get("transformer.wte.weight")
+    missing, unexpected, wrong = shape_mismatches(sd, expected_shapes(config))
     if missing or unexpected or wrong:
         raise UserError(
             f"{source} do not fit the model their settings describe (missing: {missing[:3]}, unexpected: "

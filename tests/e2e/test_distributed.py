@@ -251,21 +251,22 @@ def test_fewer_val_batches_than_ranks_is_a_user_error(data_dir):
 
 
 def test_ranks_started_together_wait_for_rank_zero_to_prepare(tmp_path, monkeypatch):
-    """Under torchrun or SLURM every rank reads meta.json at once: only rank 0 may prepare."""
+    """Under torchrun or SLURM every rank starts the prepare step at once: only rank 0 may prepare."""
     import threading
 
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    from gpt_lightning.data import datamodule as data_module
+    from gpt_lightning.data import prepare as prepare_module
     from gpt_lightning.data.datamodule import TokenBinDataModule
 
     (tmp_path / "corpus.txt").write_text(corpus_text())
     monkeypatch.setattr(rank_zero_only, "rank", 1)
-    monkeypatch.setattr(data_module, "prepare", lambda *a, **k: pytest.fail("a rank other than 0 prepared"))
+    monkeypatch.setattr(prepare_module, "prepare", lambda *a, **k: pytest.fail("a rank other than 0 prepared"))
     rank0 = threading.Timer(1.0, prepare, (str(tmp_path / "corpus.txt"), "char", tmp_path / "bins"))
     rank0.start()
     dm = TokenBinDataModule(data_dir=tmp_path / "bins", source=str(tmp_path / "corpus.txt"))
     try:
+        dm.prepare_if_missing()  # waits for rank 0's meta.json
         assert dm.vocab_size == read_meta(tmp_path / "bins")["vocab_size"]
     finally:
         rank0.join()

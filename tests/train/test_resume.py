@@ -199,7 +199,7 @@ def test_signal_saves_at_step_boundary_and_resumes_exactly(tmp_path, monkeypatch
     step = ckpt["global_step"]
     assert 2 <= step < STEPS  # the step in progress was finished, then the run stopped
     assert ckpt["TokenBinDataModule"]["batches_consumed"] == 2 * step
-    assert not list((root / "out/ckpt").glob("*.tmp"))
+    assert not list((root / "out/ckpt").glob(".*.tmp-*"))
 
     monkeypatch.chdir(root)
     write_config(root)  # the same run, without the throttle
@@ -226,7 +226,7 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(tmp_path, monkeypatch, da
     monkeypatch.chdir(root)
     write_config(root, **settings)
     assert run_cli(["fit", "--config", "tiny.yaml", "--ckpt_path", "last"]) == 0
-    assert not list((root / "out/ckpt").glob(".*.tmp"))  # a killed save's temporary file is cleaned up
+    assert not list((root / "out/ckpt").glob(".*.tmp-*"))  # a killed save's temporary file is cleaned up
     assert_matches_reference(reference, train_losses(versions(root)[-1]), root / "out/ckpt/last.ckpt")
 
 
@@ -253,11 +253,18 @@ def test_atomic_checkpoint_io_keeps_old_file_when_a_save_fails(tmp_path, monkeyp
 
 
 def test_stale_temporary_checkpoints_are_removed(tmp_path):
-    from gpt_lightning.train.resume import remove_stale_temp_files
+    """The cleaner `fit` runs on --checkpoint.dirpath removes a killed save's temporary (named by files.py)."""
+    import socket
+    import subprocess
+    import sys
 
-    (tmp_path / ".last.ckpt.99999999.tmp").write_bytes(b"half a checkpoint")
+    from gpt_lightning.files import remove_stale_temporaries
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    (tmp_path / f".last.ckpt.tmp-{dead}-{socket.gethostname()}").write_bytes(b"half a checkpoint")
     (tmp_path / "last.ckpt").write_bytes(b"kept")
-    remove_stale_temp_files(tmp_path)
+    remove_stale_temporaries(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 

@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resume_helpers import synthetic_text  # noqa: E402
 
+from gpt_lightning import files  # noqa: E402
 from gpt_lightning.data import bins, prepare as prepare_module  # noqa: E402
 from gpt_lightning.data.datamodule import TokenBinDataModule  # noqa: E402
 from gpt_lightning.errors import UserError  # noqa: E402
@@ -62,9 +63,9 @@ def test_interrupted_prepare_leaves_nothing_training_accepts(folders, tmp_path, 
         return wrapper
 
     if point == "write":
-        monkeypatch.setattr(prepare_module._BinWriter, "write", interrupt_on_nth(prepare_module._BinWriter.write))
+        monkeypatch.setattr(bins.BinWriter, "write", interrupt_on_nth(bins.BinWriter.write))
     elif point == "replace":
-        monkeypatch.setattr(prepare_module.os, "replace", interrupt_on_nth(os.replace))
+        monkeypatch.setattr(files.os, "replace", interrupt_on_nth(os.replace))
     else:
         unlink = pathlib.Path.unlink
 
@@ -80,7 +81,7 @@ def test_interrupted_prepare_leaves_nothing_training_accepts(folders, tmp_path, 
         prepare_module.prepare(str(folders["root"] / "new.txt"), "char", out, overwrite=True)
     monkeypatch.undo()
 
-    assert not list(out.glob(".*.tmp"))  # temporary files are removed (after SIGKILL they stay, never read)
+    assert not list(out.glob(f".*{files.TMP_MARK}*"))  # temporary files are removed (after SIGKILL they stay, never read)
     if expected == "refused":  # nothing half-written is trained on
         with pytest.raises(UserError, match="has no meta.json"):
             TokenBinDataModule(data_dir=out, block_size=16).meta
