@@ -278,6 +278,7 @@ class GPT(nn.Module):
         self,
         idx: torch.Tensor,
         max_new_tokens: int,
+        *,
         temperature: float = 1.0,
         top_k: Optional[int] = None,
         top_p: Optional[float] = None,
@@ -295,7 +296,7 @@ class GPT(nn.Module):
         vocab_size: draw only among the first vocab_size ids, those the tokenizer can decode (GPT-2's 50257
         of the 50304 a padded model scores); None: all of them.
         """
-        check_sampling_args(temperature, top_k, top_p)
+        check_sampling_args(temperature=temperature, top_k=top_k, top_p=top_p)
         block_size = self.config.block_size
         try:
             if kv_cache:
@@ -311,7 +312,9 @@ class GPT(nn.Module):
                 # as the cache length changes; decoding one token at a time is cheap enough in eager mode
                 logits, _ = self.forward(pending)
                 logits = logits[:, -1, :vocab_size]  # (B, vocab): a prefix, so ids keep their meaning
-                next_token = sample_next_token(logits, temperature, top_k, top_p, generator)  # (B, 1)
+                next_token = sample_next_token(
+                    logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+                )  # (B, 1)
                 idx = torch.cat((idx, next_token), dim=1)
                 pending = next_token
                 yield next_token
@@ -326,7 +329,8 @@ class GPT(nn.Module):
 
 
 def check_sampling_args(temperature: float, top_k: Optional[int] = None, top_p: Optional[float] = None) -> None:
-    """Raise ValueError, saying what to pass instead, for settings that define no distribution."""
+    """Raise ValueError, saying what to pass instead, for settings that define no distribution. The one check
+    of sampling settings: generation.Sampling runs it when it is built, generate_tokens for direct callers."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}.")
     if top_k is not None and top_k < 1:
@@ -337,6 +341,7 @@ def check_sampling_args(temperature: float, top_k: Optional[int] = None, top_p: 
 
 def sample_next_token(
     logits: torch.Tensor,
+    *,
     temperature: float = 1.0,
     top_k: Optional[int] = None,
     top_p: Optional[float] = None,
@@ -346,12 +351,12 @@ def sample_next_token(
     softmax(logits / temperature) restricted to the top_k tokens and then to the top_p probability mass."""
     if temperature == 0:
         return torch.argmax(logits, dim=-1, keepdim=True)
-    probs = next_token_probs(logits, temperature, top_k, top_p)
+    probs = next_token_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p)
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
 def next_token_probs(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None
+    logits: torch.Tensor, *, temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None
 ) -> torch.Tensor:
     """The sampling distribution (B, vocab) that sample_next_token draws from (temperature > 0)."""
     logits = logits.float() / temperature

@@ -14,13 +14,10 @@ import time
 from pathlib import Path
 from typing import Literal, Optional
 
-import torch
-
-from gpt_lightning.weights.load import load_checkpoint_model
 from gpt_lightning.errors import UserError
-from gpt_lightning.generation import encode_prompt, generate_batch, stream_text
+from gpt_lightning.generation import Sampling, encode_prompt, generate_batch, stream_text
 from gpt_lightning.hardware import resolve_device
-from gpt_lightning.model import check_sampling_args
+from gpt_lightning.weights.load import load_checkpoint_model
 
 SEPARATOR = "---------------"
 
@@ -73,16 +70,15 @@ def generate(
         raise UserError(f"--max_new_tokens must be at least 1, got {max_new_tokens}.")
     if num_samples < 1:
         raise UserError(f"--num_samples must be at least 1, got {num_samples}.")
-    try:
-        check_sampling_args(temperature, top_k, top_p)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, kv_cache=kv_cache, seed=seed)
     text = read_prompt(prompt, prompt_file)
     dev = resolve_device(device)
 
     model, tokenizer = load_checkpoint_model(ckpt_path, dev)
     if tokenizer is None:
-        raise UserError(f"Checkpoint {ckpt_path} does not say which tokenizer it was trained with; train it with `fit`.")
+        raise UserError(
+            f"Checkpoint {ckpt_path} does not say which tokenizer it was trained with; train it with `fit`."
+        )
     encode_prompt(tokenizer, text)  # a char model's unknown characters: fail before printing anything
     cfg = model.config
     print(
@@ -90,8 +86,7 @@ def generate(
         f"block {cfg.block_size}, {tokenizer.kind} tokenizer, on {dev}, KV cache {'on' if kv_cache else 'off'}",
         file=sys.stderr,
     )
-    generator = torch.Generator(device=dev).manual_seed(seed)
-    sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, kv_cache=kv_cache, generator=generator)
+    generator = sampling.generator(dev)  # one RNG stream for all samples, so each sample differs
 
     start = time.perf_counter()
     samples = []
@@ -99,14 +94,17 @@ def generate(
         for _ in range(num_samples):
             pieces = [text]
             sys.stdout.write(text)
-            for piece in stream_text(model, tokenizer, text, max_new_tokens, **sampling):
+            for piece in stream_text(model, tokenizer, text, max_new_tokens, sampling=sampling, generator=generator):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
                 pieces.append(piece)
             sys.stdout.write(f"\n{SEPARATOR}\n")
             samples.append("".join(pieces))
     else:
-        for continuation in generate_batch(model, tokenizer, text, max_new_tokens, num_samples, **sampling):
+        batch = generate_batch(
+            model, tokenizer, text, max_new_tokens, num_samples, sampling=sampling, generator=generator
+        )
+        for continuation in batch:
             samples.append(text + continuation)
             sys.stdout.write(f"{text}{continuation}\n{SEPARATOR}\n")
     sys.stdout.flush()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
@@ -81,8 +81,10 @@ class TextSampleCallback(L.Callback):
         temperature: sampling temperature (0: greedy).
         top_k: sample among the k most likely tokens only.
         """
+        from gpt_lightning.generation import Sampling  # checks the settings now, not at the first validation
+
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
-        self.temperature, self.top_k = temperature, top_k
+        self.sampling = Sampling(temperature=temperature, top_k=top_k)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if isinstance(trainer.strategy, FSDPStrategy) and self.max_new_tokens > 0:
@@ -105,18 +107,10 @@ class TextSampleCallback(L.Callback):
         from gpt_lightning.generation import generate_text  # the same code path as `generate`
 
         tokenizer = tokenizer_from_meta(meta)
-        generator = torch.Generator(device=pl_module.device).manual_seed(trainer.global_step)
+        sampling = dataclasses.replace(self.sampling, seed=trainer.global_step)  # a new draw at each step
         was_training = pl_module.training
         pl_module.eval()
-        text = generate_text(
-            pl_module.model,
-            tokenizer,
-            self.prompt,
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_k=self.top_k,
-            generator=generator,
-        )
+        text = generate_text(pl_module.model, tokenizer, self.prompt, self.max_new_tokens, sampling=sampling)
         pl_module.train(was_training)
         for lg in loggers:
             # TensorBoard renders text as markdown: indent by 4 spaces to keep line breaks and spacing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from gpt_lightning.weights.state_dict import gpt_state_dict
 from gpt_lightning.weights.load import load_checkpoint_model
 from gpt_lightning.cli import main
 from gpt_lightning.cli.generate import SEPARATOR, generate
-from gpt_lightning.generation import TextStream, generate_batch, stream_text
+from gpt_lightning.generation import Sampling, TextStream, generate_batch, stream_text
 from gpt_lightning.model import GPT, GPTConfig, next_token_probs, sample_next_token
 from gpt_lightning.tokenizer import CharTokenizer, GPT2Tokenizer
 
@@ -74,8 +75,8 @@ def test_cached_logits_match_full_forward():
 def test_batched_samples_equal_streamed_ones():
     model = lively_model(vocab_size=65)
     tok = CharTokenizer.from_text("".join(chr(33 + i) for i in range(65)))
-    batch = generate_batch(model, tok, "AB", 30, num_samples=2, temperature=0)
-    streamed = "".join(stream_text(model, tok, "AB", 30, temperature=0))
+    batch = generate_batch(model, tok, "AB", 30, num_samples=2, sampling=Sampling(temperature=0))
+    streamed = "".join(stream_text(model, tok, "AB", 30, sampling=Sampling(temperature=0)))
     assert batch == [streamed, streamed]
 
 
@@ -122,6 +123,36 @@ def test_top_p_keeps_the_smallest_set_reaching_p(top_p):
     ).view(500, 4)
     for row in range(4):
         assert set(draws[:, row].tolist()) <= set(torch.nonzero(probs[row]).flatten().tolist())
+
+
+@pytest.mark.parametrize(
+    "settings, words",
+    [({"temperature": -1}, "temperature must be >= 0"), ({"top_k": 0}, "top_k must be at least 1"),
+     ({"top_p": 1.5}, "top_p must be in (0, 1]")],
+)
+def test_sampling_settings_are_checked_once_when_built(settings, words):
+    from gpt_lightning.errors import UserError
+    from gpt_lightning.train.callbacks import TextSampleCallback
+
+    with pytest.raises(UserError, match=re.escape(words)):
+        Sampling(**settings)
+    if "top_p" not in settings:  # --sample.* builds the same object
+        with pytest.raises(UserError, match=re.escape(words)):
+            TextSampleCallback(**settings)
+
+
+def test_sampling_settings_reach_the_model_by_keyword():
+    model = lively_model(vocab_size=65)
+    idx = torch.tensor([[1, 2]])
+    with pytest.raises(TypeError):
+        next(model.generate_tokens(idx, 1, 0.0))  # a positional temperature is refused
+    seeded = Sampling(temperature=1.0, top_k=5, kv_cache=False, seed=7)
+    tok = CharTokenizer.from_text("".join(chr(33 + i) for i in range(65)))
+    gen = torch.Generator().manual_seed(7)
+    direct = model.generate(idx, 10, temperature=1.0, top_k=5, kv_cache=False, generator=gen)[0, 2:].tolist()
+    prompt = tok.decode([1, 2])
+    assert next(stream_text(model, tok, prompt, 10, sampling=seeded)) == tok.decode(direct[:1])
+    assert generate_batch(model, tok, prompt, 10, 1, sampling=seeded) == [tok.decode(direct)]
 
 
 def test_top_k_then_top_p_and_temperature_zero_is_argmax():
@@ -265,7 +296,7 @@ def test_gpt2_checkpoint_decodes(gpt2_ckpt, tmp_path):
     gen = torch.Generator().manual_seed(3)
     ids = model.generate(torch.tensor([tok.encode("Hi")]), 12, temperature=1.0, generator=gen, vocab_size=tok.vocab_size)
     ids = ids[0, 1:].tolist()
-    streamed = "".join(stream_text(model, tok, "Hi", 12, temperature=1.0, generator=torch.Generator().manual_seed(3)))
+    streamed = "".join(stream_text(model, tok, "Hi", 12, sampling=Sampling(temperature=1.0, seed=3)))
     assert streamed == tok.decode(ids)
     # an empty prompt starts at <|endoftext|>
     assert len(generate(str(gpt2_ckpt), prompt="", max_new_tokens=3, temperature=0)) == 1
@@ -318,11 +349,11 @@ def test_missing_or_unreadable_checkpoint(tmp_path, capsys):
     assert "does not exist" in run_error([f"--ckpt_path={tmp_path / 'nope.ckpt'}"], capsys)
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"this is not a checkpoint")
-    assert "Could not read checkpoint" in run_error([f"--ckpt_path={garbage}"], capsys)
+    assert "is not a readable checkpoint" in run_error([f"--ckpt_path={garbage}"], capsys)
     truncated = tmp_path / "truncated.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(1000)}}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:300])
-    assert "Could not read checkpoint" in run_error([f"--ckpt_path={truncated}"], capsys)
+    assert "is not a readable checkpoint" in run_error([f"--ckpt_path={truncated}"], capsys)
 
 
 # ------------------------------------------------------------------ the training-time samples use the same code

@@ -297,11 +297,11 @@ def test_finetune_preset_compiled_then_export_and_generate(gpt2_run, tmp_path, m
     torch.testing.assert_close(our_logits(module.model.eval(), idx), hf_logits(hf, idx), atol=1e-5, rtol=0)
 
     # and the imported checkpoint generates, the same tokens as transformers' greedy decoding
-    from gpt_lightning.generation import generate_text
+    from gpt_lightning.generation import Sampling, generate_text
 
     tok = GPT2Tokenizer()
     prompt = "ROMEO:"
-    text = generate_text(module.model, tok, prompt, 8, temperature=0)
+    text = generate_text(module.model, tok, prompt, 8, sampling=Sampling(temperature=0))
     prompt_ids = torch.tensor([tok.encode(prompt)])
     with torch.no_grad():
         expected = hf.generate(prompt_ids, max_new_tokens=8, do_sample=False, pad_token_id=0)[0, prompt_ids.size(1) :]
