@@ -1,8 +1,8 @@
 """The command line: `python -m gpt_lightning SUBCOMMAND ...`, one module per subcommand in this folder.
 
 `fit`, `validate`, `test` and `predict` are the LightningCLI in fit.py. The others (prepare.py, generate.py,
-export.py, bench.py, doctor.py) each have a `main(args)` over a typed function that jsonargparse turns into
-options; they are imported only when used, so `generate` or `prepare` start without loading Lightning.
+export.py, bench.py, doctor.py, evaluate.py) each have a `main(args)` over a typed function that jsonargparse turns
+into options; they are imported only when used, so `generate` or `prepare` start without loading Lightning.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from gpt_lightning.errors import reported_user_errors
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # Subcommands that are not LightningCLI ones: each is gpt_lightning.cli.NAME.main(args).
-EXTRA_SUBCOMMANDS = ("prepare", "generate", "export", "bench", "doctor")
+EXTRA_SUBCOMMANDS = ("prepare", "generate", "export", "bench", "doctor", "evaluate")
 
 USAGE = f"""usage: python -m gpt_lightning SUBCOMMAND [options]
 

@@ -1,0 +1,1 @@
+"""Evaluations beyond the validation loss: scores that compare a model with others (HellaSwag)."""
