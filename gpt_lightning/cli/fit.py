@@ -23,6 +23,7 @@ from gpt_lightning.train.module import GPTLightningModule
 from gpt_lightning.train import resume
 from gpt_lightning.hardware import auto_precision, enable_tf32
 from gpt_lightning.train.throughput import ThroughputLogger
+from gpt_lightning.train.hellaswag import HellaSwagEval
 
 # The validation dataset has a length so progress bars know their total; it is not split over workers, so
 # Lightning's warning about lengths with several workers does not apply.
@@ -97,6 +98,7 @@ class GPTLightningCLI(LightningCLI):
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(TextSampleCallback, "sample")
         parser.add_lightning_class_args(ThroughputLogger, "throughput")
+        parser.add_lightning_class_args(HellaSwagEval, "eval")
 
     def before_instantiate_classes(self) -> None:
         enable_tf32()  # fp32 matmuls on tensor cores (Ampere and newer); before anything touches the GPU
