@@ -151,13 +151,13 @@ def free_disk(out_dir: Path) -> tuple[str, Optional[str], Optional[str]]:
 
 def data_state(data_dir: Path) -> tuple[str, Optional[str]]:
     """What a data folder holds, checked as `fit` checks it; (text, problem)."""
-    from gpt_lightning.data.bins import SPLITS, check_token_ids, open_split, read_meta
+    from gpt_lightning.data.bins import SPLITS, check_token_ids, describe_missing, made_from, open_split, read_meta
 
     try:
         meta = read_meta(data_dir)
         if meta is None:
-            what = "does not exist" if not data_dir.exists() else "has no meta.json"
-            return f"{data_dir} {what}", f"run `python -m gpt_lightning prepare --out {data_dir} ...` first"
+            fix = f"run `python -m gpt_lightning prepare --out {data_dir} ...` first"
+            return f"{data_dir} {describe_missing(data_dir)}", fix
         counts = []
         for split in SPLITS:
             tokens = open_split(data_dir, split, meta)
@@ -165,8 +165,7 @@ def data_state(data_dir: Path) -> tuple[str, Optional[str]]:
             counts.append(f"{len(tokens):,} {split}")
     except UserError as e:
         return f"{data_dir}", str(e)
-    tokenizer = meta.get("tokenizer", {}).get("kind", "?")
-    corpus = meta.get("source", {}).get("corpus", "?")
+    corpus, tokenizer = (name or "?" for name in made_from(meta))
     vocab = meta["vocab_size"]
     return f"{data_dir}: {corpus}, {tokenizer} vocab {vocab}, {' + '.join(counts)} tokens ({meta['dtype']}): ok", None
 
