@@ -1,25 +1,114 @@
-"""`python -m gpt_lightning export`: a checkpoint out as a Hugging Face GPT-2 model folder."""
+"""`python -m gpt_lightning export`: a checkpoint out as a Hugging Face GPT-2 model folder, or as nanoGPT's ckpt.pt."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Literal, Optional
 
-from gpt_lightning.weights.checkpoint import read_gpt_checkpoint
-from gpt_lightning.weights.hf import export_model
+from gpt_lightning.errors import UserError
 
 
-def export(*, ckpt_path: Path, out: Path) -> Path:
-    """Export a checkpoint written by `fit` as a Hugging Face GPT-2 model folder.
+def export(
+    *,
+    ckpt_path: Path,
+    out: Path,
+    format: Literal["hf", "nanogpt"] = "hf",
+    meta: Optional[Path] = None,
+    dataset: Optional[str] = None,
+) -> Path:
+    """Export a checkpoint written by `fit` (or nanoGPT's) as a Hugging Face GPT-2 folder or as nanoGPT's ckpt.pt.
 
-    The folder loads with `transformers.AutoModelForCausalLM.from_pretrained(out)` as a GPT2LMHeadModel and
-    gives the same logits as the checkpoint; it also works as `--model.init_from=out`.
+    `--format hf`: the folder loads with `transformers.AutoModelForCausalLM.from_pretrained(out)` as a
+    GPT2LMHeadModel and gives the same logits as the checkpoint; it also works as `--model.init_from=out`.
+    `--format nanogpt`: out/ckpt.pt as nanoGPT's train.py writes it (model, optimizer, model_args, iter_num,
+    best_val_loss, config), which nanoGPT's sample.py and `train.py --init_from=resume` load, plus out/meta.pkl
+    for a character model (nanoGPT's sample.py reads it from data/<dataset>/meta.pkl).
 
     Args:
-        ckpt_path: a .ckpt file (last.ckpt, best-*.ckpt).
-        out: folder to write config.json, model.safetensors and, for GPT-2 BPE models, tokenizer files into.
+        ckpt_path: a .ckpt file (last.ckpt, best-*.ckpt), or nanoGPT's ckpt.pt.
+        out: folder to write into (hf: config.json, model.safetensors and, for GPT-2 BPE models, tokenizer files;
+            nanogpt: ckpt.pt and, for character models, meta.pkl).
+        format: `hf` (Hugging Face GPT-2) or `nanogpt` (nanoGPT's ckpt.pt).
+        meta: for nanoGPT's ckpt.pt as input: its dataset's meta.pkl (or data folder); otherwise found as nanoGPT's
+            sample.py finds it.
+        dataset: with --format nanogpt, the name written as config['dataset'] (sample.py then reads
+            data/<dataset>/meta.pkl); default: the name of the folder `fit` read the data from.
     """
-    config, sd, tokenizer = read_gpt_checkpoint(ckpt_path)
-    return export_model(config, sd, out, tokenizer)
+    from gpt_lightning.weights.checkpoint import (
+        checkpoint_tokenizer,
+        config_from_checkpoint,
+        read_checkpoint,
+    )
+    from gpt_lightning.weights.state_dict import gpt_state_dict
+
+    checkpoint = read_checkpoint(ckpt_path)
+    config = config_from_checkpoint(checkpoint)
+    raw = checkpoint.get("state_dict") or checkpoint.get("model")
+    if not isinstance(raw, dict):
+        raise UserError(f"Checkpoint {ckpt_path} has no model weights (no state_dict); pass a .ckpt written by `fit`.")
+    sd = gpt_state_dict(raw)
+    tokenizer = checkpoint_tokenizer(ckpt_path, checkpoint, config.vocab_size, meta)
+    if format == "hf":
+        from gpt_lightning.weights.hf import export_model
+
+        return export_model(config, sd, out, tokenizer)
+    return export_nanogpt(ckpt_path, checkpoint, config, sd, tokenizer, Path(out), dataset)
+
+
+def export_nanogpt(
+    ckpt_path, checkpoint: dict, config, sd: dict, tokenizer: Optional[dict], out: Path, dataset: Optional[str]
+) -> Path:
+    """out/ckpt.pt (+ out/meta.pkl for a character model) from a checkpoint already read."""
+    import torch
+
+    from gpt_lightning.weights.nanogpt import (
+        SCHEDULE_SETTINGS,
+        is_nanogpt_checkpoint,
+        to_nanogpt_checkpoint,
+        write_meta_pkl,
+    )
+    from gpt_lightning.weights.state_dict import check_state_dict
+
+    sd = check_state_dict(sd, config, f"The weights in {ckpt_path}")
+    if is_nanogpt_checkpoint(checkpoint):  # nanoGPT in, nanoGPT out: its own step and settings
+        theirs = checkpoint.get("config") if isinstance(checkpoint.get("config"), dict) else {}
+        dataset = dataset or theirs.get("dataset") or "openwebtext"
+        step, train_config, optimizer = checkpoint.get("iter_num", 0), theirs, None
+        best = checkpoint.get("best_val_loss")
+    else:
+        hparams = checkpoint.get("hyper_parameters") or {}
+        data_dir = (checkpoint.get("datamodule_hyper_parameters") or {}).get("data_dir")
+        dataset = dataset or (Path(data_dir).name if data_dir else None) or out.name
+        train_config = {name: hparams[ours] for name, ours in SCHEDULE_SETTINGS.items() if ours in hparams}
+        step = int(checkpoint.get("global_step", 0))
+        best = _best_val_loss(checkpoint)
+        optimizer = (checkpoint.get("optimizer_states") or [None])[0]
+    ckpt = to_nanogpt_checkpoint(
+        config, sd, dataset=dataset, iter_num=step, best_val_loss=best, optimizer_state=optimizer,
+        train_config={**train_config, "init_from": "resume"},
+    )
+    if is_nanogpt_checkpoint(checkpoint) and isinstance(checkpoint.get("optimizer"), dict):
+        ckpt["optimizer"] = checkpoint["optimizer"]  # already numbered as nanoGPT numbers it
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".ckpt.pt.tmp"
+    torch.save(ckpt, tmp)
+    tmp.replace(out / "ckpt.pt")
+    if tokenizer and tokenizer.get("kind") == "char":
+        write_meta_pkl(out / "meta.pkl", tokenizer["chars"])
+        print(f"note: nanoGPT's sample.py reads data/{dataset}/meta.pkl: copy {out / 'meta.pkl'} there.",
+              file=sys.stderr)
+    elif not tokenizer or tokenizer.get("kind") != "gpt2":
+        print("note: the checkpoint does not say its tokenizer; nanoGPT will assume GPT-2's BPE.", file=sys.stderr)
+    return out
+
+
+def _best_val_loss(checkpoint: dict) -> Optional[float]:
+    """The best val/loss a ModelCheckpoint callback recorded in a Lightning checkpoint, if any."""
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if str(key).startswith("ModelCheckpoint") and state.get("best_model_score") is not None:
+            return float(state["best_model_score"])
+    return None
 
 
 def main(args: list[str]) -> None:

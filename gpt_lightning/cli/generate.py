@@ -35,6 +35,7 @@ def read_prompt(prompt: Optional[str], prompt_file: Optional[str]) -> str:
 
 def generate(
     ckpt_path: str,
+    meta: Optional[str] = None,
     prompt: Optional[str] = None,
     prompt_file: Optional[str] = None,
     max_new_tokens: int = 500,
@@ -47,10 +48,14 @@ def generate(
     kv_cache: bool = True,
     stream: bool = True,
 ) -> list[str]:
-    """Sample text from a trained model: a .ckpt written by `fit` (its tokenizer comes with it).
+    """Sample text from a trained model: a .ckpt written by `fit` (its tokenizer comes with it) or nanoGPT's ckpt.pt.
 
     Args:
-        ckpt_path: the checkpoint, e.g. out/shakespeare_char/checkpoints/last.ckpt (a folder means its last.ckpt).
+        ckpt_path: the checkpoint, e.g. out/shakespeare_char/checkpoints/last.ckpt (a folder means its last.ckpt), or
+            nanoGPT's out-*/ckpt.pt.
+        meta: for nanoGPT's ckpt.pt: its dataset's meta.pkl (or the data folder holding it). Without it, meta.pkl is
+            looked for as nanoGPT's sample.py does (data/<dataset>/meta.pkl under the current folder), then beside
+            the checkpoint; with none, GPT-2's BPE.
         prompt: text to continue (default: a newline). An empty prompt starts a GPT-2 model at <|endoftext|>.
         prompt_file: read the prompt from this UTF-8 file instead.
         max_new_tokens: tokens to generate per sample.
@@ -74,7 +79,7 @@ def generate(
     text = read_prompt(prompt, prompt_file)
     dev = resolve_device(device)
 
-    model, tokenizer = load_checkpoint_model(ckpt_path, dev)
+    model, tokenizer = load_checkpoint_model(ckpt_path, dev, meta)
     if tokenizer is None:
         raise UserError(
             f"Checkpoint {ckpt_path} does not say which tokenizer it was trained with; train it with `fit`."

@@ -15,6 +15,12 @@ import torch
 
 from gpt_lightning.errors import UserError
 from gpt_lightning.model import GPTConfig
+from gpt_lightning.weights.nanogpt import (
+    is_nanogpt_checkpoint,
+    nanogpt_meta_file,
+    nanogpt_tokenizer,
+    tokenizer_from_meta_pkl,
+)
 from gpt_lightning.weights.state_dict import gpt_state_dict
 
 FROM_FIT = "a .ckpt written by `fit`"
@@ -64,22 +70,31 @@ def config_from_checkpoint(checkpoint: dict) -> GPTConfig:
         raise UserError(f"The checkpoint's model settings are invalid ({e}); was it written by gpt_lightning?") from e
 
 
-def tokenizer_meta_from_checkpoint(checkpoint: dict, vocab_size: int) -> Optional[dict]:
-    """The tokenizer meta saved with the model; for nanoGPT's ckpt.pt (none saved), GPT-2's BPE when the
-    vocabulary is GPT-2-sized. None when unknown."""
-    meta = (checkpoint.get("hyper_parameters") or {}).get("tokenizer")
-    if meta:
-        return meta
-    if "model_args" in checkpoint and vocab_size >= 50257:
-        return {"kind": "gpt2", "encoding": "gpt2"}
-    return None
+def checkpoint_tokenizer(
+    path: Union[str, Path], checkpoint: dict, vocab_size: int, meta: Optional[Union[str, Path]] = None,
+    required: bool = True,
+) -> Optional[dict]:
+    """The tokenizer meta of a checkpoint: the one saved with the model by `fit`; for nanoGPT's ckpt.pt (none
+    saved), the meta.pkl given or found as nanoGPT's sample.py finds it, else GPT-2's BPE (weights/nanogpt.py).
+    None when unknown and not `required`."""
+    if is_nanogpt_checkpoint(checkpoint):
+        return nanogpt_tokenizer(path, checkpoint, vocab_size, meta, required)
+    saved = (checkpoint.get("hyper_parameters") or {}).get("tokenizer") or None
+    if meta is not None and saved is not None:
+        raise UserError(f"{path} records its own tokenizer, so --meta does not apply to it; drop --meta.")
+    if meta is not None:
+        return tokenizer_from_meta_pkl(nanogpt_meta_file(meta))
+    return saved
 
 
-def read_gpt_checkpoint(path: Union[str, Path]) -> tuple[GPTConfig, dict, Optional[dict]]:
+def read_gpt_checkpoint(
+    path: Union[str, Path], meta: Optional[Union[str, Path]] = None, tokenizer_required: bool = False
+) -> tuple[GPTConfig, dict, Optional[dict]]:
     """(config, the GPT's state dict, tokenizer meta or None) of a checkpoint, without building the model."""
     checkpoint = read_checkpoint(path)
     config = config_from_checkpoint(checkpoint)
     raw = checkpoint.get("state_dict") or checkpoint.get("model")
     if not isinstance(raw, dict):
         raise UserError(f"{path} has no model weights (no state_dict); pass {FROM_FIT}.")
-    return config, gpt_state_dict(raw), tokenizer_meta_from_checkpoint(checkpoint, config.vocab_size)
+    tokenizer = checkpoint_tokenizer(path, checkpoint, config.vocab_size, meta, tokenizer_required)
+    return config, gpt_state_dict(raw), tokenizer

@@ -1,0 +1,400 @@
+"""nanoGPT's own files, both ways: its `ckpt.pt`, its `meta.pkl` and its data folders.
+
+What nanoGPT writes (train.py, sample.py, data/*/prepare.py):
+- `ckpt.pt`: {model, optimizer, model_args, iter_num, best_val_loss, config}. `model` is the GPT's state dict
+  (keys start with `_orig_mod.` when the model was compiled; `transformer.h.N.attn.bias` causal-mask buffers
+  are there when PyTorch had no flash attention). Our GPT has nanoGPT's parameter names, so the weights load
+  as they are. `optimizer` is AdamW's state dict over two groups, matrices (dim >= 2, decayed) then the rest,
+  each in `named_parameters()` order. `config` holds every training global (plain values), `dataset` among them.
+- `data/<dataset>/meta.pkl` (character datasets only): a pickled {vocab_size, itos, stoi}. sample.py reads it
+  from `data/<config['dataset']>/meta.pkl` relative to the working directory and assumes GPT-2's BPE without it.
+- `train.bin` / `val.bin`: raw uint16 token ids, nothing else.
+
+meta.pkl is a pickle, and unpickling runs whatever code the file names. It is read here by an unpickler that
+can build nothing but the builtin containers, str and int, so a crafted file is refused, never run.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from gpt_lightning.errors import UserError
+from gpt_lightning.model import GPT, GPTConfig
+from gpt_lightning.weights.state_dict import FOREIGN_BUFFERS, strip_wrapper_prefixes
+
+META_PKL = "meta.pkl"
+GPT2_BPE_VOCAB = 50257  # nanoGPT assumes GPT-2's BPE without meta.pkl; a smaller vocabulary cannot be that
+GPT2_TOKENIZER = {"kind": "gpt2", "encoding": "gpt2"}
+# The fields of nanoGPT's GPTConfig: model_args must hold exactly these, or GPTConfig(**model_args) fails there.
+MODEL_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size", "dropout")
+PathLike = Union[str, os.PathLike]
+
+
+# ---------------------------------------------------------------- meta.pkl, read without running code
+
+
+class _ContainersOnly(pickle.Unpickler):
+    """Unpickles dicts, lists, tuples, sets, str and int; refuses every class or function a file names.
+
+    Builtin containers and scalars are pickle opcodes of their own; only objects built by calling something
+    (a class, `os.system`, ...) go through find_class, so refusing there refuses all code. Sets are the one
+    builtin container that older pickle protocols build by calling `set`."""
+
+    ALLOWED = {("builtins", "set"), ("builtins", "frozenset")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("it refers to a persistent object")
+
+
+def _check_plain(value: Any, path: Path) -> None:
+    """Refuse any type beyond the builtin containers, str and int (bool is an int)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            stack.extend(v)
+        elif not isinstance(v, (str, int)):
+            raise UserError(
+                f"{path} holds a {type(v).__name__}, which nanoGPT's meta.pkl never does; only dicts, lists, str and "
+                "int are read from a meta.pkl: pass the meta.pkl that nanoGPT's data/<dataset>/prepare.py wrote."
+            )
+
+
+def read_meta_pkl(path: PathLike) -> dict:
+    """nanoGPT's meta.pkl ({vocab_size, itos, stoi}), checked; unpickled without running code."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"Could not read {path} ({type(e).__name__}); pass nanoGPT's data/<dataset>/meta.pkl.") from e
+    try:
+        meta = _ContainersOnly(io.BytesIO(data)).load()
+    except Exception as e:  # a refused class, a truncated or foreign file: many exception types, one fix
+        raise UserError(
+            f"{path} is not a plain nanoGPT meta.pkl ({type(e).__name__}: {e}); a meta.pkl may only hold dicts, "
+            "lists, str and int, so nothing else is unpickled: pass the meta.pkl nanoGPT's prepare.py wrote."
+        ) from None
+    _check_plain(meta, path)
+    if not isinstance(meta, dict) or not {"vocab_size", "itos", "stoi"} <= meta.keys():
+        raise UserError(f"{path} has no vocab_size, itos and stoi; pass the meta.pkl of a nanoGPT character dataset.")
+    vocab_size, itos, stoi = meta["vocab_size"], meta["itos"], meta["stoi"]
+    if not isinstance(itos, dict) or not isinstance(stoi, dict) or set(itos) != set(range(len(itos))):
+        raise UserError(f"{path}'s itos does not map the ids 0..N-1 to text; pass the meta.pkl of a nanoGPT dataset.")
+    if vocab_size != len(itos) or any(stoi.get(s) != i for i, s in itos.items()) or len(stoi) != len(itos):
+        raise UserError(
+            f"{path} is inconsistent (vocab_size {vocab_size}, {len(itos)} itos and {len(stoi)} stoi entries that "
+            "are not each other's inverse); prepare the dataset again with nanoGPT's prepare.py."
+        )
+    long = next((s for s in itos.values() if not isinstance(s, str) or len(s) != 1), None)
+    if long is not None:
+        raise UserError(
+            f"{path} maps a token to {long!r}, not to one character; only character vocabularies (as nanoGPT's "
+            "shakespeare_char) are read from meta.pkl: prepare the text with `python -m gpt_lightning prepare`."
+        )
+    return meta
+
+
+def tokenizer_from_meta_pkl(path: PathLike) -> dict:
+    """Our tokenizer meta (a char vocabulary in id order) from nanoGPT's meta.pkl."""
+    meta = read_meta_pkl(path)
+    return {"kind": "char", "chars": [meta["itos"][i] for i in range(meta["vocab_size"])]}
+
+
+def write_meta_pkl(path: PathLike, chars: list[str]) -> None:
+    """meta.pkl as nanoGPT's char prepare.py writes it, for a char vocabulary in id order."""
+    meta = {"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": {c: i for i, c in enumerate(chars)}}
+    Path(path).write_bytes(pickle.dumps(meta))
+
+
+def nanogpt_meta_file(path: PathLike) -> Path:
+    """An explicit meta path: the file, or a (nanoGPT data) folder's meta.pkl."""
+    path = Path(path)
+    return path / META_PKL if path.is_dir() else path
+
+
+# ---------------------------------------------------------------- the tokenizer of a nanoGPT checkpoint
+
+
+def is_nanogpt_checkpoint(checkpoint: dict) -> bool:
+    return "model_args" in checkpoint and "model" in checkpoint and "state_dict" not in checkpoint
+
+
+def meta_pkl_candidates(ckpt_path: PathLike, checkpoint: dict) -> list[Path]:
+    """Where a nanoGPT checkpoint's meta.pkl may be, in order: sample.py's `data/<config['dataset']>/meta.pkl`
+    relative to the working directory, then beside the checkpoint (where `export --format nanogpt` puts it)."""
+    config = checkpoint.get("config")
+    dataset = config.get("dataset") if isinstance(config, dict) else None
+    candidates = [Path("data") / dataset / META_PKL] if isinstance(dataset, str) and dataset else []
+    candidates.append(Path(ckpt_path).parent / META_PKL)
+    return candidates
+
+
+def nanogpt_tokenizer(
+    ckpt_path: PathLike, checkpoint: dict, vocab_size: int, meta: Optional[PathLike] = None, required: bool = True
+) -> Optional[dict]:
+    """The tokenizer of a nanoGPT checkpoint, found as nanoGPT's sample.py finds it: the meta.pkl given, else
+    the first meta.pkl of meta_pkl_candidates, else GPT-2's BPE (for a vocabulary of GPT-2's size or more).
+    When none fits, a UserError naming the paths tried (or None when not `required`)."""
+    if meta is not None:
+        path = nanogpt_meta_file(meta)
+        if not path.is_file():
+            raise UserError(f"--meta {meta}: {path} does not exist; pass data/<dataset>/meta.pkl or its folder.")
+        found = [path]
+    else:
+        found = [p for p in meta_pkl_candidates(ckpt_path, checkpoint) if p.is_file()][:1]
+    if found:
+        tokenizer = tokenizer_from_meta_pkl(found[0])
+        if len(tokenizer["chars"]) > vocab_size:
+            raise UserError(
+                f"{found[0]} has {len(tokenizer['chars'])} tokens but the model of {ckpt_path} only {vocab_size}: "
+                "it is another dataset's meta.pkl; pass the right one with --meta."
+            )
+        print(f"{ckpt_path}: characters from {found[0]}", file=sys.stderr)
+        return tokenizer
+    if vocab_size >= GPT2_BPE_VOCAB:
+        return dict(GPT2_TOKENIZER)  # as sample.py: no meta.pkl means GPT-2's BPE
+    if not required:
+        return None
+    tried = ", ".join(str(p) for p in meta_pkl_candidates(ckpt_path, checkpoint))
+    raise UserError(
+        f"{ckpt_path} is a nanoGPT checkpoint with a {vocab_size}-token vocabulary, too small for GPT-2's BPE, and no "
+        f"meta.pkl was found (tried {tried}); pass its dataset's meta.pkl with --meta path/to/data/<dataset>/meta.pkl."
+    )
+
+
+# ---------------------------------------------------------------- data folders
+
+
+def is_nanogpt_data_folder(data_dir: PathLike) -> bool:
+    """train.bin and val.bin without our meta.json. A folder that `prepare` was writing when it was stopped also
+    lacks meta.json, but it keeps its temporary files (`.NAME.tmp-PID-HOST`), unless a meta.pkl says otherwise."""
+    d = Path(data_dir)
+    if (d / "meta.json").exists() or not ((d / "train.bin").is_file() and (d / "val.bin").is_file()):
+        return False
+    return (d / META_PKL).is_file() or not any(d.glob(".*.tmp-*"))
+
+
+def nanogpt_data_meta(data_dir: PathLike) -> dict:
+    """What our meta.json would say about a nanoGPT data folder, read from it and never written into it:
+    uint16 bins, and the tokenizer from meta.pkl (GPT-2's BPE without one, as nanoGPT assumes)."""
+    d = Path(data_dir)
+    if (d / META_PKL).is_file():
+        tokenizer = tokenizer_from_meta_pkl(d / META_PKL)
+        vocab_size, what = len(tokenizer["chars"]), f"characters from {d / META_PKL}"
+    else:
+        tokenizer, vocab_size, what = dict(GPT2_TOKENIZER), GPT2_BPE_VOCAB, "GPT-2 BPE (no meta.pkl)"
+    counts = {}
+    for split in ("train", "val"):
+        size = (d / f"{split}.bin").stat().st_size
+        if size % 2:
+            raise UserError(f"{d / f'{split}.bin'} holds an odd number of bytes, not uint16 ids: it is truncated.")
+        counts[f"{split}_tokens"] = size // 2
+    print(f"note: {d} has no meta.json: reading it as a nanoGPT data folder (uint16 ids, {what}).", file=sys.stderr)
+    return {"vocab_size": vocab_size, "tokenizer": tokenizer, "dtype": "uint16", **counts,
+            "source": {"nanogpt": str(d)}}
+
+
+# ---------------------------------------------------------------- the optimizer state, by parameter name
+
+
+def optimizer_param_names(named_shapes: list[tuple[str, torch.Size]]) -> list[str]:
+    """The names of the parameters in the order an AdamW state dict numbers them, for nanoGPT's (and our)
+    grouping: matrices (dim >= 2, decayed) first, then the rest, each in named_parameters() order."""
+    return [n for n, s in named_shapes if len(s) >= 2] + [n for n, s in named_shapes if len(s) < 2]
+
+
+def nanogpt_parameter_shapes(model_sd: dict) -> list[tuple[str, torch.Size]]:
+    """(name, shape) of nanoGPT's parameters in named_parameters() order, from its state dict: the buffers
+    left out, and lm_head.weight, which is wte's tensor and so named once, as transformer.wte.weight."""
+    sd = strip_wrapper_prefixes(model_sd)
+    return [(k, v.shape) for k, v in sd.items() if not k.endswith(FOREIGN_BUFFERS) and k != "lm_head.weight"]
+
+
+def model_parameter_shapes(model: torch.nn.Module) -> list[tuple[str, torch.Size]]:
+    """(name, shape) in named_parameters() order, the tied lm_head / wte under its nanoGPT name."""
+    out = [(n, p.shape) for n, p in model.named_parameters()]
+    return [("transformer.wte.weight" if n == "lm_head.weight" else n, s) for n, s in out]
+
+
+def optimizer_state_by_name(checkpoint: dict, source: PathLike) -> dict[str, dict]:
+    """nanoGPT's AdamW state (exp_avg, exp_avg_sq, step) of each parameter, by parameter name."""
+    opt = checkpoint.get("optimizer")
+    if not isinstance(opt, dict) or "state" not in opt or len(opt.get("param_groups", ())) != 2:
+        raise UserError(
+            f"{source} holds no AdamW state of nanoGPT's two parameter groups; leave --model.init_optimizer_state "
+            "unset to start from its weights only."
+        )
+    shapes = dict(nanogpt_parameter_shapes(checkpoint["model"]))
+    names = optimizer_param_names(list(shapes.items()))
+    ids = [i for group in opt["param_groups"] for i in group["params"]]
+    n_decay = sum(1 for s in shapes.values() if len(s) >= 2)
+    if len(ids) != len(names) or len(opt["param_groups"][0]["params"]) != n_decay:
+        raise UserError(
+            f"{source}'s optimizer has {len(ids)} parameters in groups of {len(opt['param_groups'][0]['params'])} and "
+            f"{len(opt['param_groups'][1]['params'])}, not nanoGPT's {n_decay} matrices and {len(names) - n_decay} "
+            "others; leave --model.init_optimizer_state unset to start from its weights only."
+        )
+    by_name = {}
+    for name, i in zip(names, ids):
+        state = opt["state"].get(i)
+        if state is None:
+            continue  # never stepped (nanoGPT saves after its first step, so this is rare)
+        if "exp_avg" in state and state["exp_avg"].shape != shapes[name]:
+            raise UserError(
+                f"{source}'s optimizer state of {name} has shape {tuple(state['exp_avg'].shape)}, not "
+                f"{tuple(shapes[name])}: the file's optimizer does not belong to its model."
+            )
+        by_name[name] = state
+    return by_name
+
+
+def _cropped(state: dict, shape: torch.Size) -> dict:
+    """A parameter's AdamW state for its rows kept: init_from crops the token table to the data's vocabulary
+    and the position table to block_size (as nanoGPT's crop_block_size), and Adam's moments are per element."""
+    out = dict(state)
+    for key in ("exp_avg", "exp_avg_sq"):
+        v = state.get(key)
+        if v is not None and v.shape != shape:
+            if v.shape[1:] != shape[1:] or v.shape[0] < shape[0]:
+                raise UserError(f"nanoGPT's optimizer state {tuple(v.shape)} does not fit a parameter {tuple(shape)}.")
+            out[key] = v[: shape[0]].clone()
+    return out
+
+
+def load_optimizer_state_by_name(optimizer: torch.optim.Optimizer, names: dict[int, str], by_name: dict) -> None:
+    """Put each parameter's state from by_name into optimizer (whose parameters are named by id in names)."""
+    ours = [p for group in optimizer.param_groups for p in group["params"]]  # the numbering of state_dict()
+    missing = [names.get(id(p), "?") for p in ours if names.get(id(p)) not in by_name]
+    if missing:
+        raise UserError(
+            f"The nanoGPT checkpoint has no optimizer state for {missing[:3]}; leave --model.init_optimizer_state "
+            "unset to start from its weights only."
+        )
+    state = {i: _cropped(by_name[names[id(p)]], p.shape) for i, p in enumerate(ours)}
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+
+
+# ---------------------------------------------------------------- reading a run to continue
+
+
+@dataclass
+class NanoGPTRun:
+    """What `--model.init_optimizer_state` continues from: the step and the AdamW state by parameter name,
+    plus nanoGPT's training config (to say where this run's schedule differs from it)."""
+
+    iter_num: int
+    optimizer_state: dict[str, dict]
+    config: dict
+
+
+def nanogpt_run(checkpoint: dict, source: PathLike) -> NanoGPTRun:
+    iter_num = checkpoint.get("iter_num")
+    if not isinstance(iter_num, int) or iter_num < 0:
+        raise UserError(
+            f"{source} has no iter_num, so the step to continue from is unknown; leave --model.init_optimizer_state "
+            "unset."
+        )
+    config = checkpoint.get("config") if isinstance(checkpoint.get("config"), dict) else {}
+    return NanoGPTRun(iter_num, optimizer_state_by_name(checkpoint, source), config)
+
+
+# nanoGPT's config name -> our --model option, for the settings that decide the LR and the AdamW update
+SCHEDULE_SETTINGS = {
+    "learning_rate": "learning_rate",
+    "min_lr": "min_lr",
+    "warmup_iters": "warmup_steps",
+    "lr_decay_iters": "lr_decay_steps",
+    "decay_lr": "decay_lr",
+    "weight_decay": "weight_decay",
+    "beta1": "beta1",
+    "beta2": "beta2",
+}
+
+
+def schedule_differences(config: dict, hparams: dict) -> list[str]:
+    """`--model.X=ours (nanoGPT: theirs)` for each schedule setting this run sets differently."""
+    return [
+        f"--model.{ours}={hparams[ours]} (nanoGPT: {name}={config[name]})"
+        for name, ours in SCHEDULE_SETTINGS.items()
+        if name in config and ours in hparams and config[name] != hparams[ours]
+    ]
+
+
+# ---------------------------------------------------------------- writing nanoGPT's ckpt.pt
+
+
+def to_nanogpt_checkpoint(
+    config: GPTConfig,
+    sd: dict,
+    *,
+    dataset: str,
+    iter_num: int = 0,
+    best_val_loss: Optional[float] = None,
+    optimizer_state: Optional[dict] = None,
+    train_config: Optional[dict] = None,
+) -> dict:
+    """nanoGPT's ckpt.pt dict for our GPT's weights: the model's state dict with nanoGPT's key order and no
+    prefixes, model_args with exactly the fields of nanoGPT's GPTConfig, and `optimizer_state` (our AdamW
+    state dict, numbered as our configure_optimizers numbers it) renumbered into nanoGPT's groups."""
+    if config.gelu_approximate != "none":
+        raise UserError(
+            "This model uses GPT-2's tanh-approximated GELU, and nanoGPT's GPT computes the exact one, so its outputs "
+            "would differ there; export it with --format hf instead."
+        )
+    with torch.device("meta"):
+        names = model_parameter_shapes(GPT(config))
+        order = list(GPT(config).state_dict())
+    model = {k: sd[k].detach().contiguous() for k in order}  # nanoGPT's order (same modules), lm_head included
+    model["lm_head.weight"] = model["transformer.wte.weight"]  # one tensor, saved once, as nanoGPT's tie
+    ours = optimizer_param_names(names)  # our configure_optimizers' grouping and numbering are nanoGPT's
+    shapes = dict(names)
+    n_decay = sum(1 for _, s in names if len(s) >= 2)
+    state, groups = {}, None
+    saved = (optimizer_state or {}).get("state", {})
+    if len(saved) == len(ours) and all(saved[i]["exp_avg"].shape == shapes[n] for i, n in enumerate(ours)):
+        by_name = {name: saved[i] for i, name in enumerate(ours)}
+        theirs = optimizer_param_names(nanogpt_parameter_shapes(model))
+        state = {i: by_name[name] for i, name in enumerate(theirs)}
+        groups = optimizer_state["param_groups"]
+    elif optimizer_state:
+        print("note: the checkpoint's optimizer state does not fit the model (sharded?): ckpt.pt gets none.",
+              file=sys.stderr)
+    if groups is None:  # AdamW's defaults for the run's settings, so nanoGPT's load_state_dict finds every key
+        t = train_config or {}
+        with torch.device("meta"):
+            params = [torch.empty(s) for _, s in sorted(names, key=lambda x: len(x[1]) < 2)]
+            adam = torch.optim.AdamW(
+                [{"params": params[:n_decay], "weight_decay": t.get("weight_decay", 0.1)},
+                 {"params": params[n_decay:], "weight_decay": 0.0}],
+                lr=t.get("learning_rate", 6e-4), betas=(t.get("beta1", 0.9), t.get("beta2", 0.95)),
+            )
+        groups = adam.state_dict()["param_groups"]
+    param_groups = [
+        {**groups[0], "params": list(range(n_decay))},
+        {**groups[1], "params": list(range(n_decay, len(ours)))},
+    ]
+    model_args = {k: getattr(config, k) for k in MODEL_ARGS}
+    return {
+        "model": model,
+        "optimizer": {"state": state, "param_groups": param_groups},
+        "model_args": model_args,
+        "iter_num": iter_num,
+        "best_val_loss": torch.tensor(1e9 if best_val_loss is None else float(best_val_loss)),
+        "config": {**(train_config or {}), **model_args, "dataset": dataset},
+    }
