@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from gpt_lightning.data.bins import check_folder, describe_missing, open_split, read_meta, split_tokens
 from gpt_lightning.errors import UserError
+from gpt_lightning.weights.nanogpt import is_nanogpt_data_folder, nanogpt_data_meta
 
 
 def gather_windows(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,8 +101,8 @@ def prepare_if_missing(data_dir: Path, source: Optional[str], tokenizer: str = "
     Rank 0 prepares; the other ranks, which torchrun or SLURM start at the same time, wait for its meta.json.
     Without a source nothing happens (reading the metadata then says how to prepare the folder).
     """
-    if source is None or read_meta(data_dir) is not None:
-        return
+    if source is None or read_meta(data_dir) is not None or is_nanogpt_data_folder(data_dir):
+        return  # prepared, or nanoGPT's bins: used as they are (a preset's source must not write into them)
     if launched_rank() == 0:
         from gpt_lightning.data.prepare import prepare  # the tokenization pipeline, only when there is work
 
@@ -141,7 +142,8 @@ class TokenBinDataModule(L.LightningDataModule):
         """Token bins made by `prepare`, served as random training windows and fixed validation windows.
 
         Args:
-            data_dir: folder with train.bin, val.bin and meta.json.
+            data_dir: folder with train.bin, val.bin and meta.json, or a nanoGPT data folder (train.bin, val.bin and,
+                for characters, meta.pkl; no meta.json), which is read as it is.
             source: what to prepare into data_dir when its bins are missing (`tinyshakespeare`, a .txt file or a
                 folder of them); None means the folder must already be prepared.
             tokenizer: tokenizer used when preparing from source (`char` or `gpt2`).
@@ -171,6 +173,8 @@ class TokenBinDataModule(L.LightningDataModule):
         prepare_if_missing first when --data.source is set)."""
         if self._meta is None:
             meta = read_meta(self.data_dir)
+            if meta is None and is_nanogpt_data_folder(self.data_dir):
+                meta = nanogpt_data_meta(self.data_dir)  # read as it is; nothing is written into it
             if meta is None:
                 how = "run `fit` with --data.source set" if self.source else "set --data.source"
                 raise UserError(

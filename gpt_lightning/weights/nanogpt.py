@@ -27,6 +27,7 @@ from typing import Any, Optional, Union
 import torch
 
 from gpt_lightning.errors import UserError
+from gpt_lightning.files import TMP_MARK
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.weights.state_dict import FOREIGN_BUFFERS, strip_wrapper_prefixes
 
@@ -187,7 +188,7 @@ def is_nanogpt_data_folder(data_dir: PathLike) -> bool:
     d = Path(data_dir)
     if (d / "meta.json").exists() or not ((d / "train.bin").is_file() and (d / "val.bin").is_file()):
         return False
-    return (d / META_PKL).is_file() or not any(d.glob(".*.tmp-*"))
+    return (d / META_PKL).is_file() or not any(d.glob(f".*{TMP_MARK}*"))
 
 
 def nanogpt_data_meta(data_dir: PathLike) -> dict:
@@ -206,8 +207,8 @@ def nanogpt_data_meta(data_dir: PathLike) -> dict:
             raise UserError(f"{d / f'{split}.bin'} holds an odd number of bytes, not uint16 ids: it is truncated.")
         counts[f"{split}_tokens"] = size // 2
     print(f"note: {d} has no meta.json: reading it as a nanoGPT data folder (uint16 ids, {what}).", file=sys.stderr)
-    return {"vocab_size": vocab_size, "tokenizer": tokenizer, "dtype": "uint16", **counts,
-            "source": {"nanogpt": str(d)}}
+    source = {"name": str(d), "corpus": f"nanoGPT's {d.name}"}
+    return {"vocab_size": vocab_size, "tokenizer": tokenizer, "dtype": "uint16", **counts, "source": source}
 
 
 # ---------------------------------------------------------------- the optimizer state, by parameter name
