@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torchmetrics import MeanMetric
 
+from gpt_lightning.errors import UserError
 from gpt_lightning.weights.state_dict import build_model, strip_wrapper_prefixes
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.train.nonfinite import NonFiniteLossError, NonFiniteTracker, check_finite_parameters
@@ -50,6 +51,7 @@ class GPTLightningModule(L.LightningModule):
         bias: Optional[bool] = None,
         gelu_approximate: Optional[Literal["none", "tanh"]] = None,
         init_from: str = "scratch",
+        init_optimizer_state: bool = False,
         learning_rate: float = 6e-4,
         min_lr: float = 6e-5,
         warmup_steps: int = 2000,
@@ -78,8 +80,11 @@ class GPTLightningModule(L.LightningModule):
                 the pretrained model's).
             init_from: `scratch` (random init), `gpt2`, `gpt2-medium`, `gpt2-large`, `gpt2-xl` (OpenAI's weights
                 from the Hugging Face hub cache; needs the hf extra), a local Hugging Face GPT-2 folder or a
-                .safetensors file. The architecture then comes from the weights; setting it differently is
-                an error.
+                .safetensors file, nanoGPT's ckpt.pt (its model_args give the architecture) or a .ckpt written by
+                `fit`. The architecture then comes from the weights; setting it differently is an error.
+            init_optimizer_state: with nanoGPT's ckpt.pt as init_from, also restore its AdamW state and its step
+                (iter_num), so that training, the LR schedule and max_steps continue where nanoGPT stopped
+                (set the schedule options to the nanoGPT run's; differences are listed in a warning).
             learning_rate: peak learning rate, reached at the end of warmup.
             min_lr: learning rate at and after lr_decay_steps (about learning_rate / 10).
             warmup_steps: optimizer steps of linear warmup.
@@ -102,20 +107,26 @@ class GPTLightningModule(L.LightningModule):
             given = dict(architecture, vocab_size=vocab_size, block_size=block_size)
             self.model = GPT(GPTConfig(dropout=dropout, **{k: v for k, v in given.items() if v is not None}))
         else:
-            self.model = self._pretrained(init_from, vocab_size, block_size, dropout, tokenizer, architecture)
+            self.model = self._pretrained(
+                init_from, vocab_size, block_size, dropout, tokenizer, architecture, init_optimizer_state
+            )
         # Store the resolved architecture, so that a checkpoint alone rebuilds this model: an imported one
         # is then "scratch" with its weights in the checkpoint, and loading it needs neither network nor hub.
         config = self.model.config
         self.hparams.update({k: getattr(config, k) for k in ("vocab_size", "block_size", *architecture)})
         self.hparams.init_from = "scratch"
+        self.hparams.init_optimizer_state = False  # applied once, at the start of this run (on_fit_start)
         self.val_loss = MeanMetric()  # sums and counts, so the mean over DDP ranks is exact
         self.nonfinite = NonFiniteTracker()
 
-    def _pretrained(self, init_from, vocab_size, block_size, dropout, tokenizer, architecture) -> GPT:
-        """GPT-2 weights (see hf.py), fitted to this run: block_size crops, a conflicting setting is an error."""
-        from gpt_lightning.weights.hf import adapt_pretrained, load_pretrained
+    def _pretrained(self, init_from, vocab_size, block_size, dropout, tokenizer, architecture, continue_run) -> GPT:
+        """GPT-2 weights (see hf.py) or a checkpoint's (nanoGPT's ckpt.pt, see nanogpt.py), fitted to this run:
+        block_size crops, a conflicting setting is an error. With continue_run, nanoGPT's step and AdamW state
+        are kept for on_fit_start."""
+        from gpt_lightning.weights.hf import adapt_pretrained
+        from gpt_lightning.weights.load import load_init_weights
 
-        config, sd, model_tokenizer = load_pretrained(init_from)
+        config, sd, model_tokenizer, self._nanogpt_run = load_init_weights(init_from, continue_run)
         config, sd, model_tokenizer = adapt_pretrained(
             config, sd, model_tokenizer, source=init_from, vocab_size=vocab_size, block_size=block_size,
             dropout=dropout, data_tokenizer=tokenizer, **architecture,
@@ -133,6 +144,51 @@ class GPTLightningModule(L.LightningModule):
         # Our checkpoints never carry torch.compile / DDP wrapper prefixes, but older files may (`_orig_mod.`
         # from torch.compile(model), `module.` from a DDP-wrapped save): strip them before the state is loaded.
         checkpoint["state_dict"] = strip_wrapper_prefixes(checkpoint["state_dict"])
+
+    def on_fit_start(self) -> None:
+        if getattr(self, "_nanogpt_run", None) is not None:
+            self._continue_nanogpt_run(self._nanogpt_run)
+            self._nanogpt_run = None  # the optimizer holds it now
+
+    def _continue_nanogpt_run(self, run) -> None:
+        """Carry on from nanoGPT's checkpoint: its AdamW state onto the same parameters (by name), and its step.
+
+        nanoGPT's iter_num counts the optimizer steps taken, and the next step's LR is get_lr(iter_num), which is
+        lr_at(global_step) here. So the step becomes Lightning's global_step (its optimizer-step counter, as a
+        checkpoint resume restores it), the scheduler's count and the data stream's position: LR schedule,
+        max_steps, checkpoint names and a later --ckpt_path resume all continue from there. Runs before
+        Lightning builds the dataloaders and before on_train_start, which sets each group's LR from the
+        scheduler's count."""
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        from gpt_lightning.weights.nanogpt import load_optimizer_state_by_name, schedule_differences
+
+        trainer = self.trainer
+        if isinstance(trainer.strategy, FSDPStrategy):
+            raise UserError(
+                "--model.init_optimizer_state is not supported under FSDP (its parameters are flat shards); "
+                "continue the nanoGPT run on one device or with DDP."
+            )
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        names[id(self.model.lm_head.weight)] = "transformer.wte.weight"  # nanoGPT's name of the tied tensor
+        load_optimizer_state_by_name(trainer.optimizers[0], names, run.optimizer_state)
+        step = run.iter_num
+        trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step.total.completed = step
+        # the logger's step axis (a private counter; Lightning's own checkpoint restore sets it the same way)
+        trainer.fit_loop.epoch_loop._batches_that_stepped = step
+        if trainer.lr_scheduler_configs:
+            trainer.lr_scheduler_configs[0].scheduler.last_epoch = step
+        datamodule = trainer.datamodule
+        if datamodule is not None and hasattr(datamodule, "batches_consumed"):
+            # where DataModule.state_dict says a run at this step stands, so a resumed run draws the same batches
+            datamodule.batches_consumed = step * trainer.accumulate_grad_batches
+        differences = schedule_differences(run.config, dict(self.hparams))
+        rank_zero_info(f"Continuing the nanoGPT run at step {step} (its AdamW state restored).")
+        if differences:
+            rank_zero_warn(
+                "The LR schedule does not continue nanoGPT's exactly: " + ", ".join(differences)
+                + "; set these options to nanoGPT's values to continue its schedule."
+            )
 
     def configure_model(self) -> None:
         # Lightning calls this before it moves the module to its device: ask the strategy where it will run
