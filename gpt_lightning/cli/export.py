@@ -62,6 +62,7 @@ def export_nanogpt(
     """out/ckpt.pt (+ out/meta.pkl for a character model) from a checkpoint already read."""
     import torch
 
+    from gpt_lightning.files import atomic_write
     from gpt_lightning.weights.nanogpt import (
         SCHEDULE_SETTINGS,
         is_nanogpt_checkpoint,
@@ -91,9 +92,8 @@ def export_nanogpt(
     if is_nanogpt_checkpoint(checkpoint) and isinstance(checkpoint.get("optimizer"), dict):
         ckpt["optimizer"] = checkpoint["optimizer"]  # already numbered as nanoGPT numbers it
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".ckpt.pt.tmp"
-    torch.save(ckpt, tmp)
-    tmp.replace(out / "ckpt.pt")
+    with atomic_write(out / "ckpt.pt") as f:
+        torch.save(ckpt, f)
     if tokenizer and tokenizer.get("kind") == "char":
         write_meta_pkl(out / "meta.pkl", tokenizer["chars"])
         print(f"note: nanoGPT's sample.py reads data/{dataset}/meta.pkl: copy {out / 'meta.pkl'} there.",

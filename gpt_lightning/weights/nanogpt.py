@@ -27,7 +27,7 @@ from typing import Any, Optional, Union
 import torch
 
 from gpt_lightning.errors import UserError
-from gpt_lightning.files import TMP_MARK
+from gpt_lightning.files import TMP_MARK, atomic_write
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.weights.state_dict import FOREIGN_BUFFERS, strip_wrapper_prefixes
 
@@ -120,7 +120,8 @@ def tokenizer_from_meta_pkl(path: PathLike) -> dict:
 def write_meta_pkl(path: PathLike, chars: list[str]) -> None:
     """meta.pkl as nanoGPT's char prepare.py writes it, for a char vocabulary in id order."""
     meta = {"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": {c: i for i, c in enumerate(chars)}}
-    Path(path).write_bytes(pickle.dumps(meta))
+    with atomic_write(path) as f:
+        pickle.dump(meta, f)
 
 
 def nanogpt_meta_file(path: PathLike) -> Path:
