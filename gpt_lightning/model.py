@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for speed
+    vocab_size: int = 50304  # token ids the model scores (nanoGPT's default: GPT-2's 50257 padded to 50304)
     block_size: int = 1024  # longest sequence the position table covers
     n_layer: int = 12
     n_head: int = 12
@@ -30,6 +30,15 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in Linears and LayerNorms, as GPT-2; False is a bit better and faster
     gelu_approximate: str = "none"  # "none": exact erf GELU (nanoGPT); "tanh": GPT-2's original approximation
+    # The token table (and lm_head) gets vocab_size rounded up to a multiple of this many rows: matmuls with a
+    # round vocabulary dimension run faster on GPUs (nanoGPT pads GPT-2's 50257 to 50304, "about 25% faster").
+    # The extra ids are not tokens: their logits are -inf, so they are never predicted, sampled or scored.
+    pad_vocab_multiple: int = 1
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the token table: vocab_size rounded up to a multiple of pad_vocab_multiple."""
+        return -(-self.vocab_size // self.pad_vocab_multiple) * self.pad_vocab_multiple
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head != 0:
@@ -37,7 +46,7 @@ class GPTConfig:
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
                 f"choose n_head among {[h for h in range(1, self.n_embd + 1) if self.n_embd % h == 0 and h <= 64]}."
             )
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "pad_vocab_multiple"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
         if self.gelu_approximate not in ("none", "tanh"):
@@ -54,7 +63,7 @@ def num_params(config: GPTConfig, non_embedding: bool = True) -> int:
     ln = C * (1 + b)  # LayerNorm weight (+ bias)
     attn = C * 3 * C + 3 * C * b + C * C + C * b  # c_attn, c_proj
     mlp = C * 4 * C + 4 * C * b + 4 * C * C + C * b  # c_fc, c_proj
-    n = config.n_layer * (2 * ln + attn + mlp) + ln + config.vocab_size * C  # blocks, ln_f, wte = lm_head
+    n = config.n_layer * (2 * ln + attn + mlp) + ln + config.padded_vocab_size * C  # blocks, ln_f, wte = lm_head
     return n if non_embedding else n + config.block_size * C
 
 
@@ -185,14 +194,14 @@ class GPT(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(
             dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
                 wpe=nn.Embedding(config.block_size, config.n_embd),
                 drop=nn.Dropout(config.dropout),
                 h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
                 ln_f=LayerNorm(config.n_embd, bias=config.bias),
             )
         )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
         # Weight tying: the token embedding is also the output projection (saves vocab x n_embd parameters).
         self.transformer.wte.weight = self.lm_head.weight
         self.apply(self._init_weights)
@@ -222,7 +231,8 @@ class GPT(nn.Module):
         self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """idx (B, T) token ids. With targets (B, T): logits (B, T, vocab) and the mean cross-entropy, ignoring
-        targets of -1. Without: logits of the last position only, (B, 1, vocab), the one generation needs."""
+        targets of -1. Without: logits of the last position only, (B, 1, vocab), the one generation needs.
+        vocab is config.padded_vocab_size; the logits of the padding ids (from config.vocab_size on) are -inf."""
         b, t = idx.size()
         start = self._cache_length()
         if start + t > self.config.block_size:
@@ -238,13 +248,22 @@ class GPT(nn.Module):
             x = block(x)
         x = self.transformer.ln_f(x)
         if targets is not None:
-            logits = self.lm_head(x)  # (b, t, vocab)
+            logits = self.mask_padding(self.lm_head(x))  # (b, t, vocab)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         else:
             # inference: the last position is all that is needed; the list index keeps the time dimension
-            logits = self.lm_head(x[:, [-1], :])  # (b, 1, vocab)
+            logits = self.mask_padding(self.lm_head(x[:, [-1], :]))  # (b, 1, vocab)
             loss = None
         return logits, loss
+
+    def mask_padding(self, logits: torch.Tensor) -> torch.Tensor:
+        """-inf for the padding ids, so that they take no probability: the loss, sampling and any scoring are
+        exactly those of an unpadded model. (nanoGPT leaves them in the softmax, where training pushes them
+        down; masking also keeps an imported 50257-row GPT-2 exact once padded.) In place: the matmul that made
+        the logits does not need them for its backward."""
+        if self.config.padded_vocab_size > self.config.vocab_size:
+            logits[..., self.config.vocab_size :] = float("-inf")
+        return logits
 
     def crop_block_size(self, block_size: int) -> None:
         """Shrink the position table, e.g. to finetune GPT-2 (block 1024) on shorter windows."""
