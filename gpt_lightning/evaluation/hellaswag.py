@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import torch
 from torch.nn import functional as F
 
 from gpt_lightning.errors import UserError
+from gpt_lightning.files import atomic_write
 from gpt_lightning.model import GPT
 from gpt_lightning.tokenizer import Tokenizer
 
@@ -113,10 +113,8 @@ def fetch(dest: Path = HELLASWAG_LOCAL, url: str = HELLASWAG_URL, timeout: float
             f"The file at {url} holds {count} examples, not HellaSwag validation's {HELLASWAG_VAL_EXAMPLES:,}; "
             "it was not saved."
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, dest)
+    with atomic_write(dest) as f:
+        f.write(data)
     return dest
 
 
