@@ -19,6 +19,7 @@ from torchmetrics import SumMetric
 
 from gpt_lightning.errors import UserError
 from gpt_lightning.evaluation import hellaswag
+from gpt_lightning.train.throughput import ThroughputLogger
 
 
 class HellaSwagEval(L.Callback):
@@ -101,6 +102,9 @@ class HellaSwagEval(L.Callback):
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Score this rank's share, add the counts up over all ranks, log the accuracies (every rank must call)."""
         start = time.perf_counter()
+        clocks = [cb for cb in trainer.callbacks if isinstance(cb, ThroughputLogger)]
+        for clock in clocks:
+            clock.pause(pl_module)  # tokens/s and MFU measure training, not this
         scores = hellaswag.score(
             pl_module.model,
             self.examples,
@@ -114,6 +118,8 @@ class HellaSwagEval(L.Callback):
         for metric in self.sums:
             metric.reset()
         self._last_step = trainer.global_step
+        for clock in clocks:
+            clock.resume(pl_module)
         metrics = {"eval/hellaswag_acc": correct / total, "eval/hellaswag_acc_norm": correct_norm / total}
         if trainer.is_global_zero:
             for logger in trainer.loggers:

@@ -106,12 +106,19 @@ class ThroughputLogger(L.Callback):
             else:
                 print(line)
 
-    def on_validation_start(self, trainer, pl_module) -> None:
+    def pause(self, pl_module: L.LightningModule) -> None:
+        """Stop the clock: what runs until resume() (validation, an evaluation) is no training time."""
         if self._t0 is not None:
             self._paused_at = self._now(pl_module)
 
-    def on_validation_end(self, trainer, pl_module) -> None:
-        # leave validation (and the text sample) out of the window: move its start by the time they took
+    def resume(self, pl_module: L.LightningModule) -> None:
+        # leave the pause out of the window: move its start by the time the pause took
         if self._t0 is not None and self._paused_at is not None:
             self._t0 += self._now(pl_module) - self._paused_at
         self._paused_at = None
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.pause(pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self.resume(pl_module)  # validation and the text sample are not training

@@ -69,9 +69,15 @@ def final_model_score(ckpt: Path, hellaswag_file: Path) -> tuple[float, float]:
     return correct / n, correct_norm / n
 
 
-def test_fit_logs_hellaswag_at_optimizer_steps(gpt2_data, examples_file, tmp_path, capsys):
+def test_fit_logs_hellaswag_at_optimizer_steps(gpt2_data, examples_file, tmp_path, capsys, monkeypatch):
+    from gpt_lightning.train.throughput import ThroughputLogger
+
     path = examples_file
+    clock = []  # the throughput clock stops for each evaluation (validation is off here)
+    monkeypatch.setattr(ThroughputLogger, "pause", lambda self, pl_module: clock.append("pause"))
+    monkeypatch.setattr(ThroughputLogger, "resume", lambda self, pl_module: clock.append("resume"))
     main(["fit", *fit_args(gpt2_data, tmp_path, path, **{"--trainer.accumulate_grad_batches": "2"})])
+    assert clock == ["pause", "resume"] * 3
     out = capsys.readouterr().out
     scalars = tensorboard_scalars(tmp_path / "lightning_logs" / "version_0")
     # every 2 optimizer steps (not micro-batches), and after the last (5th) step; logged at the index of the step

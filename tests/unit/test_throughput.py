@@ -252,3 +252,18 @@ def test_tf32_only_on_ampere_or_newer_gpus(monkeypatch):
         assert torch.get_float32_matmul_precision() == "high"
     finally:
         torch.set_float32_matmul_precision(before)
+
+
+def test_pause_leaves_the_paused_time_out_of_the_window(monkeypatch):
+    """Validation and HellaSwag evaluations pause the clock: the window's start moves by the time they took."""
+    logger = throughput_callback.ThroughputLogger()
+    logger._t0 = 100.0
+    times = iter([130.0, 190.0])
+    monkeypatch.setattr(logger, "_now", lambda pl_module: next(times))
+    logger.pause(None)
+    logger.resume(None)
+    assert logger._t0 == 160.0
+    logger._t0 = None  # rank != 0: nothing to pause
+    logger.pause(None)
+    logger.resume(None)
+    assert logger._t0 is None
