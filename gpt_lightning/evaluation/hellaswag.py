@@ -118,13 +118,16 @@ def fetch(dest: Path = HELLASWAG_LOCAL, url: str = HELLASWAG_URL, timeout: float
     return dest
 
 
-def locate(path: Optional[Union[str, Path]] = None, download: bool = True) -> Path:
+def locate(path: Optional[Union[str, Path]] = None, download: bool = True, option: str = "--hellaswag_path") -> Path:
     """The HellaSwag validation file: `path` when given, else data/hellaswag/hellaswag_val.jsonl, downloaded
-    there first when missing (and download allows). Raises UserError saying where to put it."""
+    there first when missing (and download allows). Raises UserError saying where to put it, or which `option`
+    passes it."""
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
-            raise UserError(f"HellaSwag file {path} does not exist; pass the path of hellaswag_val.jsonl.")
+            raise UserError(
+                f"HellaSwag file {path} does not exist; pass the path of hellaswag_val.jsonl with {option}."
+            )
         return path
     if HELLASWAG_LOCAL.is_file():
         return HELLASWAG_LOCAL
@@ -138,7 +141,7 @@ def locate(path: Optional[Union[str, Path]] = None, download: bool = True) -> Pa
     raise UserError(
         f"HellaSwag's validation file is not at {HELLASWAG_LOCAL.resolve()} and {reason}; put a copy of "
         f"hellaswag_val.jsonl ({HELLASWAG_VAL_EXAMPLES:,} lines with ctx, endings, label) there, or pass its path "
-        "with --hellaswag_path."
+        f"with {option}."
     )
 
 

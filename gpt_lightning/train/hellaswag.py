@@ -72,7 +72,7 @@ class HellaSwagEval(L.Callback):
         found: tuple[Optional[str], Optional[str]] = (None, None)
         if trainer.is_global_zero:
             try:
-                found = (str(hellaswag.locate(self.path)), None)
+                found = (str(hellaswag.locate(self.path, option="--eval.hellaswag_path")), None)
             except UserError as e:
                 found = (None, str(e))
         path, error = trainer.strategy.broadcast(found, src=0)

@@ -99,6 +99,18 @@ def test_fit_skips_hellaswag_for_a_char_model_with_a_note(char_data, examples_fi
     assert "eval/hellaswag_acc_norm" not in tensorboard_scalars(tmp_path / "lightning_logs" / "version_0")
 
 
+def test_fit_without_the_file_stops_before_the_first_step(gpt2_data, tmp_path, capsys):
+    args = fit_args(gpt2_data, tmp_path, tmp_path / "nope.jsonl")
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    missing = tmp_path / "nope.jsonl"
+    assert err == f"error: HellaSwag file {missing} does not exist; pass the path of hellaswag_val.jsonl with " \
+        "--eval.hellaswag_path."
+    assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").iterdir())
+
+
 @pytest.mark.slow
 def test_two_ddp_ranks_reduce_the_counts_exactly(gpt2_data, examples_file, tmp_path):
     """Two CPU ranks over gloo each score their share of the 7 examples (4 + 3); the logged accuracies are those
