@@ -1,23 +1,14 @@
-"""Shared fixtures: tiny corpora and prepared data folders, and a runner for the real CLI."""
+"""Fixtures shared by tests in more than one folder: tiny corpora and data folders, the straight tiny run
+that resumed runs must reproduce, a tiny checkpoint. Plain functions tests share are in helpers.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_TINYSHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
-
-TINY_TEXT = (
-    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
-    "All:\nSpeak, speak.\n\n"
-    "First Citizen:\nYou are all resolved rather to die than to famish?\n\n"
-    "All:\nResolved. resolved.\n\n"
-) * 40
+from helpers import ROMEO_TEXT, TINY_TEXT, make_data, new_root, save_tiny_checkpoint, straight_run
 
 
 @pytest.fixture(scope="session")
@@ -37,34 +28,33 @@ def char_data(tmp_path_factory, tiny_text_file) -> Path:
     return out
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m gpt_lightning ARGS` in a subprocess (the real entry point), with output captured."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "gpt_lightning", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """A folder with data/tiny, where TINY's data_dir points (synthetic text, char tokenizer)."""
+    root = tmp_path_factory.mktemp("data")
+    make_data(root)
+    return root
 
 
-# The smallest model and run that still exercises everything: 2 layers, 32 wide, block 16.
-TINY_MODEL_ARGS = [
-    "--model.n_layer=2",
-    "--model.n_head=2",
-    "--model.n_embd=32",
-    "--model.dropout=0.0",
-    "--model.bias=false",
-    "--model.warmup_steps=2",
-    "--model.compile=false",
-    "--data.block_size=16",
-    "--data.batch_size=8",
-    "--data.val_batches=4",
-    "--trainer.accelerator=cpu",
-    "--trainer.devices=1",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--trainer.precision=32-true",
-]
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory, data_root) -> dict:
+    """The straight tiny run that every stopped and resumed run must reproduce."""
+    return straight_run(new_root(tmp_path_factory.mktemp("reference"), data_root))
+
+
+@pytest.fixture(scope="session")
+def char_ckpt(tmp_path_factory) -> Path:
+    """A Lightning checkpoint of a one-layer model with a char vocabulary of ROMEO_TEXT."""
+    from gpt_lightning.tokenizer import CharTokenizer
+
+    tok = CharTokenizer.from_text(ROMEO_TEXT)
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "char.ckpt", tok.to_meta(), tok.vocab_size)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """For tiny models threads gain nothing, and on a busy machine they lose a lot (OpenMP waits)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -48,9 +48,9 @@ def main() -> None:
 
     optimizer = module.configure_optimizers()["optimizer"]
     ref_optimizer = reference.configure_optimizers()["optimizer"]
-    assert [len(g["params"]) for g in optimizer.param_groups] == [len(g["params"]) for g in ref_optimizer.param_groups], (
-        "decay groups differ under FSDP: the flattened 1-D shards were taken for biases"
-    )
+    assert [len(g["params"]) for g in optimizer.param_groups] == [
+        len(g["params"]) for g in ref_optimizer.param_groups
+    ], "decay groups differ under FSDP: the flattened 1-D shards were taken for biases"
 
     _, loss = root(x[rank * 2 : rank * 2 + 2], y[rank * 2 : rank * 2 + 2])  # this rank's share
     loss.backward()
@@ -64,14 +64,14 @@ def main() -> None:
     norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()]))
     torch.testing.assert_close(norm, torch.tensor(CLIP), **TOL)  # clipped by the norm over all shards
     for name, p in reference.model.named_parameters():
-        torch.testing.assert_close(grads[name], p.grad, **TOL, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(grads[name], p.grad, **TOL, msg=lambda m, name=name: f"grad {name}: {m}")
 
     optimizer.step()
     ref_optimizer.step()
     with FSDP.summon_full_params(root):
         for name, p in reference.model.named_parameters():
             got = {clean(n): q for n, q in module.model.named_parameters()}[name]
-            torch.testing.assert_close(got, p, **TOL, msg=lambda m: f"param {name}: {m}")
+            torch.testing.assert_close(got, p, **TOL, msg=lambda m, name=name: f"param {name}: {m}")
     print(f"rank {rank}: FSDP OK", flush=True)
     dist.destroy_process_group()
 

@@ -17,25 +17,61 @@ GPT2_META = {"kind": "gpt2", "encoding": "gpt2"}
 # (ctx, endings, label) in the spirit of HellaSwag's ActivityNet and WikiHow examples; two contexts are longer
 # than the block (cropped from the left), one ending is longer than the block, one ending has non-ASCII text.
 EXAMPLES = [
-    ("A man is sitting on a roof. he", ["is using wrap to wrap a pair of skis.", "is ripping level tiles off.",
-     "is holding a rubik's cube.", "starts pulling up roofing on a roof."], 3),
-    ("A woman is outside with a bucket and a dog. The dog is running around trying to avoid a bath. she",
-     ["rinses the bucket off with soap and blow dry the dog's head.", "uses a hose to keep it from getting soapy.",
-      "gets the dog wet, then it runs away again.", "gets into a bath tub with the dog."], 2),
-    ("[header] How to make a simple cake [title] Preheat the oven to 350 degrees Fahrenheit. [step] Grease and "
-     "flour a round cake pan, then set it aside while you mix the batter in a large bowl with a wooden spoon "
-     "until it is smooth and no lumps of flour remain at the bottom.",
-     ["[title] Pour the batter into the pan. [step] Bake for about thirty minutes, until a toothpick comes out "
-      "clean, then let the cake cool in the pan for ten minutes before you turn it out onto a wire rack to cool "
-      "completely before frosting it.", "[title] Eat the flour.", "[title] Paint the pan blue.",
-      "[title] Put the bowl in the freezer overnight."], 0),
-    ("Two girls are standing in a kitchen.", ["They are making a café crème brûlée together.",
-     "They fly away.", "They are swimming in the pool.", "The kitchen explodes."], 0),
-    ("A boy is on a skateboard at a park. He", ["rides down the ramp.", "eats the ramp.", "sings to the ramp.",
-     "becomes a ramp."], 0),
-    ("Several people are gathered on a beach on a sunny day, playing volleyball and swimming in the sea while "
-     "children build castles in the sand near the water and a lifeguard watches from a tall chair. A man",
-     ["serves the ball over the net.", "drives a bus.", "reads a newspaper in the snow.", "climbs a volcano."], 0),
+    (
+        "A man is sitting on a roof. he",
+        [
+            "is using wrap to wrap a pair of skis.",
+            "is ripping level tiles off.",
+            "is holding a rubik's cube.",
+            "starts pulling up roofing on a roof.",
+        ],
+        3,
+    ),
+    (
+        "A woman is outside with a bucket and a dog. The dog is running around trying to avoid a bath. she",
+        [
+            "rinses the bucket off with soap and blow dry the dog's head.",
+            "uses a hose to keep it from getting soapy.",
+            "gets the dog wet, then it runs away again.",
+            "gets into a bath tub with the dog.",
+        ],
+        2,
+    ),
+    (
+        "[header] How to make a simple cake [title] Preheat the oven to 350 degrees Fahrenheit. [step] Grease and "
+        "flour a round cake pan, then set it aside while you mix the batter in a large bowl with a wooden spoon "
+        "until it is smooth and no lumps of flour remain at the bottom.",
+        [
+            "[title] Pour the batter into the pan. [step] Bake for about thirty minutes, until a toothpick comes out "
+            "clean, then let the cake cool in the pan for ten minutes before you turn it out onto a wire rack to cool "
+            "completely before frosting it.",
+            "[title] Eat the flour.",
+            "[title] Paint the pan blue.",
+            "[title] Put the bowl in the freezer overnight.",
+        ],
+        0,
+    ),
+    (
+        "Two girls are standing in a kitchen.",
+        [
+            "They are making a café crème brûlée together.",
+            "They fly away.",
+            "They are swimming in the pool.",
+            "The kitchen explodes.",
+        ],
+        0,
+    ),
+    (
+        "A boy is on a skateboard at a park. He",
+        ["rides down the ramp.", "eats the ramp.", "sings to the ramp.", "becomes a ramp."],
+        0,
+    ),
+    (
+        "Several people are gathered on a beach on a sunny day, playing volleyball and swimming in the sea while "
+        "children build castles in the sand near the water and a lifeguard watches from a tall chair. A man",
+        ["serves the ball over the net.", "drives a bus.", "reads a newspaper in the snow.", "climbs a volcano."],
+        0,
+    ),
     ("", ["The end.", "A start.", "Nothing.", "Something."], 1),
 ]
 
@@ -44,8 +80,18 @@ def write_examples(path: Path, examples=EXAMPLES) -> Path:
     with open(path, "w", encoding="utf-8") as f:
         for i, (ctx, endings, label) in enumerate(examples):
             # the original's fields; only ctx, endings and label are read
-            record = {"ind": i, "activity_label": "test", "ctx_a": ctx, "ctx_b": "", "ctx": ctx, "split": "val",
-                      "split_type": "indomain", "label": label, "endings": endings, "source_id": f"test~{i}"}
+            record = {
+                "ind": i,
+                "activity_label": "test",
+                "ctx_a": ctx,
+                "ctx_b": "",
+                "ctx": ctx,
+                "split": "val",
+                "split_type": "indomain",
+                "label": label,
+                "endings": endings,
+                "source_id": f"test~{i}",
+            }
             f.write(json.dumps(record) + "\n")
     return path
 
@@ -61,11 +107,15 @@ def make_files(root: Path):
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.2)  # larger than GPT-2's init, so the four endings' scores differ clearly
-    hparams = {**{k: getattr(config, k) for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")},
-               "bias": True, "tokenizer": GPT2_META}
+    hparams = {
+        **{k: getattr(config, k) for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")},
+        "bias": True,
+        "tokenizer": GPT2_META,
+    }
     ckpt = root / "model.ckpt"
-    torch.save({"hyper_parameters": hparams, "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
-               ckpt)
+    torch.save(
+        {"hyper_parameters": hparams, "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, ckpt
+    )
     export_model(config, model.state_dict(), root / "hf", GPT2_META)
     # A random model's choices are as good as chance, and may all be wrong: relabel so that transformers' acc_norm
     # choice is right on even examples and wrong on odd ones, which makes acc_norm 4/7 (3/5 on the first 5).
@@ -91,7 +141,7 @@ def reference(hf_dir: Path, examples=EXAMPLES):
         for ending in endings:
             context = tok.encode(ctx) or [50256]  # an empty context starts at <|endoftext|>
             end = tok.encode(" " + ending)
-            row = (context + end)[-(BLOCK + 1):]
+            row = (context + end)[-(BLOCK + 1) :]
             with torch.no_grad():
                 logprobs = torch.log_softmax(hf(torch.tensor([row[:-1]])).logits[0].double(), dim=-1)
             n = min(len(end), len(row) - 1)

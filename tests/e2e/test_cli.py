@@ -8,35 +8,35 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import REPO, TINY_MODEL_ARGS, run_cli
 from gpt_lightning.cli.fit import GPTLightningCLI
 from gpt_lightning.data.prepare import prepare
+from helpers import REPO, TINY_OVER_PRESET, run_cli_subprocess
+from helpers import tensorboard_scalars as scalars
+
+pytestmark = pytest.mark.slow
 
 PRESETS = sorted((REPO / "configs").glob("*.yaml"))
-
-
-def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, char_data):
     """60 optimizer steps of a tiny model through `python -m gpt_lightning fit`."""
     cwd = tmp_path_factory.mktemp("fit")
-    result = run_cli(
-        "fit",
-        "--config", str(REPO / "configs" / "shakespeare_char_cpu.yaml"),
-        f"--data.data_dir={char_data}",
-        *TINY_MODEL_ARGS,
-        "--model.learning_rate=3e-3",
-        "--trainer.max_steps=60",
-        "--trainer.log_every_n_steps=5",
-        "--val_every_n_steps=30",
-        "--checkpoint.dirpath=out/tiny/checkpoints",
-        "--trainer.logger.init_args.name=tiny",
-        "--sample.max_new_tokens=20",
+    result = run_cli_subprocess(
+        [
+            "fit",
+            "--config",
+            str(REPO / "configs" / "shakespeare_char_cpu.yaml"),
+            f"--data.data_dir={char_data}",
+            *TINY_OVER_PRESET,
+            "--model.learning_rate=3e-3",
+            "--trainer.max_steps=60",
+            "--trainer.log_every_n_steps=5",
+            "--val_every_n_steps=30",
+            "--checkpoint.dirpath=out/tiny/checkpoints",
+            "--trainer.logger.init_args.name=tiny",
+            "--sample.max_new_tokens=20",
+        ],
         cwd=cwd,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -76,13 +76,16 @@ def test_checkpoint_alone_rebuilds_the_model(trained_run):
 
 
 def test_validate_from_the_checkpoint(trained_run, char_data):
-    result = run_cli(
-        "validate",
-        "--config", str(REPO / "configs" / "shakespeare_char_cpu.yaml"),
-        f"--data.data_dir={char_data}",
-        *TINY_MODEL_ARGS,
-        "--trainer.logger=false",
-        f"--ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+    result = run_cli_subprocess(
+        [
+            "validate",
+            "--config",
+            str(REPO / "configs" / "shakespeare_char_cpu.yaml"),
+            f"--data.data_dir={char_data}",
+            *TINY_OVER_PRESET,
+            "--trainer.logger=false",
+            f"--ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+        ],
         cwd=trained_run.parent.parent,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -111,14 +114,19 @@ def tiny_hf_gpt2(tmp_path_factory) -> Path:
 
 # What this CPU-only, offline test machine cannot have: a GPU strategy, or pretrained weights to download.
 # Everything else in a preset is parsed and instantiated as written.
-HARDWARE_OVERRIDES = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto", "--trainer.precision=32-true"]
+HARDWARE_OVERRIDES = [
+    "--trainer.accelerator=cpu",
+    "--trainer.devices=1",
+    "--trainer.strategy=auto",
+    "--trainer.precision=32-true",
+]
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
 def test_every_preset_parses_and_instantiates(preset, tmp_path, monkeypatch, char_data, gpt2_data, request):
     monkeypatch.chdir(tmp_path)
     # 1) the preset as written: every key exists and has the right type
-    printed = run_cli("fit", "--config", str(preset), "--print_config", cwd=tmp_path)
+    printed = run_cli_subprocess(["fit", "--config", str(preset), "--print_config"], cwd=tmp_path)
     assert printed.returncode == 0, printed.stderr[-2000:]
     # 2) instantiate model, data and Trainer, on local tiny data of the preset's tokenizer
     tokenizer = "gpt2" if "tokenizer: gpt2" in preset.read_text() else "char"

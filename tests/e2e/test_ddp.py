@@ -10,33 +10,42 @@ is recorded by tests/ddp_probe.py and checked against a single process doing the
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from gpt_lightning.cli.fit import GPTLightningCLI
+from gpt_lightning.data.bins import read_meta
 from gpt_lightning.data.datamodule import TrainWindows, ValWindows
+from gpt_lightning.data.prepare import prepare
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.train.module import GPTLightningModule
-from gpt_lightning.data.prepare import prepare
-from gpt_lightning.data.bins import read_meta
+from helpers import SHARED_TINYSHAKESPEARE, run_cli_subprocess
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
 TOL = dict(rtol=1e-4, atol=1e-6)
-MODEL = dict(n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True, learning_rate=1e-2, min_lr=1e-3,
-             warmup_steps=1, lr_decay_steps=10, weight_decay=0.1, beta1=0.9, beta2=0.95)
+MODEL = dict(
+    n_layer=2,
+    n_head=2,
+    n_embd=32,
+    dropout=0.0,
+    bias=True,
+    learning_rate=1e-2,
+    min_lr=1e-3,
+    warmup_steps=1,
+    lr_decay_steps=10,
+    weight_decay=0.1,
+    beta1=0.9,
+    beta2=0.95,
+)
 B, T, WORLD, ACCUM, SEED, VAL_BATCHES, STEPS = 2, 16, 2, 2, 1234, 5, 2
 
 
 def corpus_text() -> str:
-    for shared in (ROOT.parent / "shared", ROOT.parent.parent / "shared"):  # main checkout or a worktree
-        if (shared / "data" / "tinyshakespeare.txt").is_file():
-            return (shared / "data" / "tinyshakespeare.txt").read_text()[:50_000]
+    if SHARED_TINYSHAKESPEARE.is_file():
+        return SHARED_TINYSHAKESPEARE.read_text()[:50_000]
     rng = np.random.default_rng(0)
     words = ["the", "king", "and", "queen", "of", "rome", "speak", "now", "my", "lord"]
     return " ".join(rng.choice(words, size=10_000)) + "\n"
@@ -78,7 +87,8 @@ def ddp_run(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp_run")
     probe = '[{"class_path": "ddp_probe.Probe", "init_args": {"out_dir": "%s"}}]' % (out / "probe")
     args = fit_args(
-        data_dir, out,
+        data_dir,
+        out,
         **{
             "--trainer.strategy": "ddp",
             "--trainer.devices": str(WORLD),
@@ -87,11 +97,7 @@ def ddp_run(data_dir, tmp_path_factory):
             "--trainer.callbacks": probe,
         },
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "gpt_lightning", "fit", *args],
-        cwd=out, env=env, capture_output=True, text=True, timeout=300,
-    )
+    proc = run_cli_subprocess(["fit", *args], cwd=out, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = [torch.load(out / "probe" / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     return proc, records, out
@@ -103,7 +109,10 @@ def reference_module(data_dir: Path) -> GPTLightningModule:
 
 def test_ddp_run_through_cli(ddp_run):
     proc, records, out = ddp_run
-    assert f"{B} batch x {T} block x {WORLD} device(s) x 1 node(s) x {ACCUM} accumulation (derived from tokens_per_step) = {B * T * WORLD * ACCUM}" in proc.stdout + proc.stderr
+    assert (
+        f"{B} batch x {T} block x {WORLD} device(s) x 1 node(s) x {ACCUM} accumulation"
+        f" (derived from tokens_per_step) = {B * T * WORLD * ACCUM}" in proc.stdout + proc.stderr
+    )
     for rec in records:
         assert rec["world_size"] == WORLD and rec["accumulate"] == ACCUM
         assert len(rec["batches"]) == STEPS * ACCUM and len(rec["grads"]) == STEPS
@@ -145,11 +154,13 @@ def test_gradient_and_update_equal_one_process_on_the_global_batch(ddp_run, data
     _, loss = module.model(x, y)
     loss.backward()
     for name, p in module.model.named_parameters():
-        torch.testing.assert_close(p.grad, r0["grads"][0][name], **TOL, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(p.grad, r0["grads"][0][name], **TOL, msg=lambda m, name=name: f"{name}: {m}")
     optimizer.step()
     scheduler.step()
     for name, p in module.model.named_parameters():  # the weights after the first update
-        torch.testing.assert_close(p.detach(), r0["params_before_step"][1][name], **TOL, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            p.detach(), r0["params_before_step"][1][name], **TOL, msg=lambda m, name=name: f"{name}: {m}"
+        )
 
 
 def test_validation_loss_is_reduced_over_ranks(ddp_run, data_dir):
@@ -168,105 +179,3 @@ def test_validation_loss_is_reduced_over_ranks(ddp_run, data_dir):
     assert logged[0] == pytest.approx(np.mean(losses), rel=1e-5)
     local = [rec["val"][-1]["local_sum"] / rec["val"][-1]["local_count"] for rec in records]
     assert all(abs(m - logged[0]) > 1e-6 for m in local), "the logged value is one rank's share, not the mean"
-
-
-# ------------------------------------------------------------------ tokens_per_step without launching ranks
-
-
-def cli(data_dir: Path, out: Path, **extra: str) -> GPTLightningCLI:
-    return GPTLightningCLI(args=fit_args(data_dir, out, **extra), run=False)
-
-
-def test_tokens_per_step_derives_accumulation_and_validation_interval(data_dir, tmp_path, capsys):
-    c = cli(data_dir, tmp_path, **{"--data.tokens_per_step": str(B * T * 3), "--val_every_n_steps": "5"})
-    assert c.trainer.accumulate_grad_batches == 3
-    assert c.trainer.val_check_interval == 15  # Lightning counts batches: 5 steps x 3 micro-batches
-
-
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        ({"--data.tokens_per_step": str(B * T * 3 + 1)}, "is not a multiple of"),
-        ({"--data.tokens_per_step": str(B * T // 2)}, "is not a multiple of"),
-        ({"--data.tokens_per_step": str(B * T * 3), "--trainer.accumulate_grad_batches": "2"}, "contradicts"),
-    ],
-)
-def test_tokens_per_step_errors(data_dir, tmp_path, capsys, extra, message):
-    from gpt_lightning.cli import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(["fit", *fit_args(data_dir, tmp_path, **extra)])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert any(line.startswith("error: ") and message in line for line in err.splitlines()), err
-
-
-# ------------------------------------------------------------------ the scale-out presets
-
-
-def preset(name: str, capsys, *overrides: str) -> dict:
-    import yaml
-
-    from gpt_lightning.cli import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(["fit", "--config", str(ROOT / "configs" / name), *overrides, "--print_config"])
-    assert exc.value.code in (0, None)
-    return yaml.safe_load(capsys.readouterr().out)
-
-
-@pytest.mark.parametrize(
-    "name, variants",
-    [
-        # (devices, nodes, batch_size) -> accumulation: the preset, then the README's ways to scale it, which
-        # all keep the recipe's 491,520 tokens per step
-        ("gpt2_124m.yaml", {(8, 1, 12): 5, (1, 1, 12): 40, (8, 2, 6): 5, (8, 4, 15): 1}),
-        ("gpt2_large_fsdp.yaml", {(8, 1, 6): 10}),
-    ],
-)
-def test_presets_parse_and_their_global_batch_divides(capsys, name, variants):
-    import types
-
-    from gpt_lightning.cli.fit import set_tokens_per_step
-
-    cfg = preset(name, capsys)
-    preset_shape = (cfg["trainer"]["devices"], cfg["trainer"]["num_nodes"], cfg["data"]["batch_size"])
-    assert preset_shape == next(iter(variants))
-    for (devices, nodes, batch_size), accumulation in variants.items():
-        trainer = types.SimpleNamespace(num_devices=devices, num_nodes=nodes, accumulate_grad_batches=1)
-        data = types.SimpleNamespace(**{**cfg["data"], "batch_size": batch_size})
-        assert set_tokens_per_step(trainer, data) == 491_520
-        assert trainer.accumulate_grad_batches == accumulation
-    if "fsdp" in name:
-        strategy = cfg["trainer"]["strategy"]
-        assert strategy["class_path"] == "lightning.pytorch.strategies.FSDPStrategy"
-        assert strategy["init_args"]["auto_wrap_policy"] == ["gpt_lightning.model.Block"]
-
-
-def test_fewer_val_batches_than_ranks_is_a_user_error(data_dir):
-    from gpt_lightning.errors import UserError
-
-    with pytest.raises(UserError, match="val_batches 3 is less than the 4 ranks"):
-        ValWindows(data_dir, read_meta(data_dir), B, T, num_batches=3, rank=3, world_size=4)
-
-
-def test_ranks_started_together_wait_for_rank_zero_to_prepare(tmp_path, monkeypatch):
-    """Under torchrun or SLURM every rank starts the prepare step at once: only rank 0 may prepare."""
-    import threading
-
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    from gpt_lightning.data import prepare as prepare_module
-    from gpt_lightning.data.datamodule import TokenBinDataModule
-
-    (tmp_path / "corpus.txt").write_text(corpus_text())
-    monkeypatch.setattr(rank_zero_only, "rank", 1)
-    monkeypatch.setattr(prepare_module, "prepare", lambda *a, **k: pytest.fail("a rank other than 0 prepared"))
-    rank0 = threading.Timer(1.0, prepare, (str(tmp_path / "corpus.txt"), "char", tmp_path / "bins"))
-    rank0.start()
-    dm = TokenBinDataModule(data_dir=tmp_path / "bins", source=str(tmp_path / "corpus.txt"))
-    try:
-        dm.prepare_if_missing()  # waits for rank 0's meta.json
-        assert dm.vocab_size == read_meta(tmp_path / "bins")["vocab_size"]
-    finally:
-        rank0.join()

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import sys
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from resume_helpers import make_data, run_cli, synthetic_text, write_config  # noqa: E402
+from helpers import make_data, run_cli_in_process, synthetic_text, write_tiny_config
 
 FIT = ["fit", "--config", "tiny.yaml"]
 
@@ -100,17 +98,29 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
     (bins_without_meta, "error: Data folder data/nometa has no meta.json; prepare it with"),
     (bin_not_whole_tokens, "holds 36001 bytes, not a whole number of uint16 tokens"),
-    (vocab_exceeds_model, "does not fit this model (vocab_size=14 there, 20 here): train on data with the same vocabulary"),
+    (
+        vocab_exceeds_model,
+        "does not fit this model (vocab_size=14 there, 20 here): train on data with the same vocabulary",
+    ),
     (token_id_out_of_range, "data/bad/val.bin holds token id 200 at position 10, outside meta.json's vocab_size 14"),
-    (block_size_over_val_split, "The val split of data/tiny has 2000 tokens, too few for one window of block_size 4000"),
+    (
+        block_size_over_val_split,
+        "The val split of data/tiny has 2000 tokens, too few for one window of block_size 4000",
+    ),
     (empty_source, "error: Source 'empty.txt' is empty; there is no text to build a vocabulary from."),
     (not_utf8, "latin1.txt is not UTF-8 text (byte 14, line 2"),
     (ckpt_path_missing, "error: --ckpt_path out/ckpt/nope.ckpt does not exist;"),
-    (ckpt_architecture_mismatch, "does not fit this model (n_layer=2 there, 3 here): use the config it was trained with"),
+    (
+        ckpt_architecture_mismatch,
+        "does not fit this model (n_layer=2 there, 3 here): use the config it was trained with",
+    ),
     (ckpt_truncated, "error: broken.ckpt is not a readable checkpoint"),
     (prepare_over_other_tokenizer, "already holds 'tiny.txt' bins made with the 'char' tokenizer; pass --overwrite"),
     (unknown_yaml_key, "n_layers"),
-    (new_run_over_earlier_run, "out/ckpt already holds checkpoints of an earlier run (last.ckpt); resume it with --ckpt_path last"),
+    (
+        new_run_over_earlier_run,
+        "out/ckpt already holds checkpoints of an earlier run (last.ckpt); resume it with --ckpt_path last",
+    ),
 ]
 
 
@@ -121,18 +131,20 @@ def earlier_run(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("earlier")
     make_data(root)
-    write_config(root, **{"trainer.max_steps": 2})
+    write_tiny_config(root, **{"trainer.max_steps": 2})
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        assert run_cli(FIT) == 0
+        assert run_cli_in_process(FIT) == 0
     finally:
         os.chdir(cwd)
     return root
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("make_case, message", CASES, ids=[case.__name__ for case, _ in CASES])
@@ -143,7 +155,7 @@ def test_bad_input(make_case, message, earlier_run, tmp_path, monkeypatch, capsy
     args = make_case(root)
     before = snapshot(root)
     capsys.readouterr()
-    status = run_cli(args)
+    status = run_cli_in_process(args)
     err = capsys.readouterr().err
     assert status != 0
     assert message in err, err[-2000:]
@@ -158,5 +170,5 @@ def test_the_advice_of_the_refusal_works(earlier_run, tmp_path, monkeypatch):
     shutil.copytree(earlier_run, root)
     monkeypatch.chdir(root)
     (root / "other.txt").write_text(synthetic_text(seed=3))
-    assert run_cli(["prepare", "--source", "other.txt", "--out", "data/tiny", "--overwrite"]) == 0
+    assert run_cli_in_process(["prepare", "--source", "other.txt", "--out", "data/tiny", "--overwrite"]) == 0
     assert '"corpus": "other.txt"' in (root / "data/tiny/meta.json").read_text()

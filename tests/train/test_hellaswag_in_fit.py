@@ -24,7 +24,6 @@ def examples_file(tmp_path_factory) -> Path:
     return write_examples(tmp_path_factory.mktemp("hellaswag") / "hellaswag_val.jsonl")
 
 
-
 def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -45,15 +44,28 @@ def gpt2_data(tmp_path_factory):
 
 def fit_args(data: Path, out: Path, hellaswag_file: Path, **extra: str) -> list[str]:
     args = {
-        "--data.data_dir": str(data), "--data.block_size": "16", "--data.batch_size": "4", "--data.val_batches": "2",
-        "--model.n_layer": "2", "--model.n_head": "2", "--model.n_embd": "32", "--model.compile": "false",
-        "--model.warmup_steps": "1", "--model.learning_rate": "1e-2",
-        "--trainer.max_steps": "5", "--trainer.accelerator": "cpu", "--trainer.devices": "1",
-        "--trainer.precision": "32-true", "--trainer.enable_progress_bar": "false",
-        "--trainer.enable_model_summary": "false", "--trainer.limit_val_batches": "0",
-        "--trainer.default_root_dir": str(out), "--checkpoint.dirpath": str(out / "ckpt"),
+        "--data.data_dir": str(data),
+        "--data.block_size": "16",
+        "--data.batch_size": "4",
+        "--data.val_batches": "2",
+        "--model.n_layer": "2",
+        "--model.n_head": "2",
+        "--model.n_embd": "32",
+        "--model.compile": "false",
+        "--model.warmup_steps": "1",
+        "--model.learning_rate": "1e-2",
+        "--trainer.max_steps": "5",
+        "--trainer.accelerator": "cpu",
+        "--trainer.devices": "1",
+        "--trainer.precision": "32-true",
+        "--trainer.enable_progress_bar": "false",
+        "--trainer.enable_model_summary": "false",
+        "--trainer.limit_val_batches": "0",
+        "--trainer.default_root_dir": str(out),
+        "--checkpoint.dirpath": str(out / "ckpt"),
         "--sample.max_new_tokens": "0",
-        "--eval.hellaswag_every_n_steps": "2", "--eval.hellaswag_path": str(hellaswag_file),
+        "--eval.hellaswag_every_n_steps": "2",
+        "--eval.hellaswag_path": str(hellaswag_file),
         **extra,
     }
     return [x for kv in args.items() for x in kv]
@@ -116,11 +128,18 @@ def test_two_ddp_ranks_reduce_the_counts_exactly(gpt2_data, examples_file, tmp_p
     """Two CPU ranks over gloo each score their share of the 7 examples (4 + 3); the logged accuracies are those
     of the final model on all 7, counted exactly."""
     path = examples_file
-    args = fit_args(gpt2_data, tmp_path, path, **{"--trainer.devices": "2", "--trainer.strategy": "ddp",
-                                                   "--trainer.max_steps": "2"})
+    args = fit_args(
+        gpt2_data, tmp_path, path, **{"--trainer.devices": "2", "--trainer.strategy": "ddp", "--trainer.max_steps": "2"}
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "gpt_lightning", "fit", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpt_lightning", "fit", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     scalars = tensorboard_scalars(tmp_path / "lightning_logs" / "version_0")
     acc, acc_norm = final_model_score(tmp_path / "ckpt" / "last.ckpt", path)

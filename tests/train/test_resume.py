@@ -1,4 +1,5 @@
-"""Exact resume, interruption by signals, atomic checkpoints and non-finite losses, through the real CLI.
+"""Exact resume, atomic checkpoints and non-finite losses, through the real CLI in this process (signals to a
+real subprocess: e2e/test_signals.py).
 
 The reference is one straight 8-step run (accumulation 2, so 16 micro-batches); every interrupted or resumed
 run must reproduce its per-step train losses (to 1e-6) and its final weights. With dropout, too: the module
@@ -7,102 +8,41 @@ seeds the dropout RNG per micro-batch, since Lightning's checkpoints do not hold
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from resume_helpers import (  # noqa: E402
+from helpers import (
+    TINY,
     assert_close,
+    assert_matches_reference,
     csv_metrics,
-    make_data,
+    new_root,
     poison_step,
-    read_progress,
-    run_cli,
-    subprocess_env,
+    resumed_losses,
+    run_cli_in_process,
+    straight_run,
     train_losses,
     versions,
-    write_config,
 )
 
-STEPS = 8
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    make_data(root)
-    return root
-
-
-def new_root(tmp_path: Path, data_root: Path, **overrides) -> Path:
-    shutil.copytree(data_root / "data", tmp_path / "data")
-    write_config(tmp_path, **overrides)
-    return tmp_path
-
-
-def straight_run(root: Path) -> dict:
-    """Per-step losses and learning rates, and final weights, of the run configured in root/tiny.yaml."""
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert run_cli(["fit", "--config", "tiny.yaml"]) == 0
-    finally:
-        os.chdir(cwd)
-    metrics = csv_metrics(versions(root)[0])
-    ckpt = torch.load(root / "out/ckpt/last.ckpt", weights_only=False)
-    assert ckpt["global_step"] == STEPS
-    return {
-        "losses": {s: m["train/loss"] for s, m in metrics.items() if "train/loss" in m},
-        "lrs": {s: m["lr-AdamW/pg1"] for s, m in metrics.items() if "lr-AdamW/pg1" in m},
-        "state_dict": ckpt["state_dict"],
-    }
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, data_root) -> dict:
-    """The straight run that every stopped and resumed run must reproduce."""
-    return straight_run(new_root(tmp_path_factory.mktemp("reference"), data_root))
-
-
-def assert_matches_reference(reference: dict, losses: dict[int, float], final_ckpt: Path) -> None:
-    assert losses, "no train losses were logged"
-    for step, loss in losses.items():
-        assert_close(loss, reference["losses"][step])
-    ckpt = torch.load(final_ckpt, weights_only=False)
-    assert ckpt["global_step"] == STEPS
-    for name, tensor in reference["state_dict"].items():
-        torch.testing.assert_close(ckpt["state_dict"][name], tensor, rtol=0, atol=1e-6)
-
-
-def resumed_losses(root: Path) -> dict[int, float]:
-    losses: dict[int, float] = {}
-    for v in versions(root):
-        losses.update(train_losses(v))  # a later run overwrites the steps an interrupted one logged twice
-    return losses
+STEPS = TINY["trainer"]["max_steps"]
 
 
 # ------------------------------------------------------------ exact resume
 
 
+@pytest.mark.slow  # several fits
 def test_stop_and_resume_is_exact(tmp_path, monkeypatch, data_root, reference, capsys):
     root = new_root(tmp_path, data_root)
     monkeypatch.chdir(root)
     # `--ckpt_path last` with nothing to resume starts a new run (what a requeue script needs on its first go)
-    assert run_cli(["fit", "--config", "tiny.yaml", "--ckpt_path", "last", "--trainer.max_steps", "3"]) == 0
+    assert run_cli_in_process(["fit", "--config", "tiny.yaml", "--ckpt_path", "last", "--trainer.max_steps", "3"]) == 0
     assert "no out/ckpt/last.ckpt yet" in capsys.readouterr().err
     stopped = torch.load("out/ckpt/last.ckpt", weights_only=False)
     assert stopped["global_step"] == 3
     assert stopped["TokenBinDataModule"]["batches_consumed"] == 6  # 3 steps x 2 micro-batches
     # a new max_steps on the command line is honoured
-    assert run_cli(["fit", "--config", "tiny.yaml", "--ckpt_path", "last"]) == 0
+    assert run_cli_in_process(["fit", "--config", "tiny.yaml", "--ckpt_path", "last"]) == 0
     first, second = (train_losses(v) for v in versions(root))
     assert sorted(first) == [0, 1, 2] and sorted(second) == list(range(3, STEPS))
     assert_matches_reference(reference, {**first, **second}, root / "out/ckpt/last.ckpt")
@@ -111,123 +51,75 @@ def test_stop_and_resume_is_exact(tmp_path, monkeypatch, data_root, reference, c
         assert_close(lr, reference["lrs"][step], 1e-12)
 
 
+@pytest.mark.slow  # several fits
 def test_stop_and_resume_is_exact_with_dropout(tmp_path, monkeypatch, data_root):
     reference = straight_run(new_root(tmp_path / "straight", data_root, **{"model.dropout": 0.2}))
     root = new_root(tmp_path / "resumed", data_root, **{"model.dropout": 0.2})
     monkeypatch.chdir(root)
-    assert run_cli(["fit", "--config", "tiny.yaml", "--trainer.max_steps", "3"]) == 0
-    assert run_cli(["fit", "--config", "tiny.yaml", "--ckpt_path", "last"]) == 0
+    assert run_cli_in_process(["fit", "--config", "tiny.yaml", "--trainer.max_steps", "3"]) == 0
+    assert run_cli_in_process(["fit", "--config", "tiny.yaml", "--ckpt_path", "last"]) == 0
     assert_matches_reference(reference, resumed_losses(root), root / "out/ckpt/last.ckpt")
 
 
+@pytest.mark.slow  # several fits
 def test_resume_honours_new_learning_rate(tmp_path, monkeypatch, data_root):
     from gpt_lightning.train.module import lr_at
 
     root = new_root(tmp_path, data_root)
     monkeypatch.chdir(root)
-    assert run_cli(["fit", "--config", "tiny.yaml", "--trainer.max_steps", "3"]) == 0
+    assert run_cli_in_process(["fit", "--config", "tiny.yaml", "--trainer.max_steps", "3"]) == 0
     path = "out/ckpt/last.ckpt"
-    args = ["fit", "--config", "tiny.yaml", "--ckpt_path", path, "--model.learning_rate", "5e-3", "--trainer.max_steps", "5"]
-    assert run_cli(args) == 0
+    args = [
+        "fit",
+        "--config",
+        "tiny.yaml",
+        "--ckpt_path",
+        path,
+        "--model.learning_rate",
+        "5e-3",
+        "--trainer.max_steps",
+        "5",
+    ]
+    assert run_cli_in_process(args) == 0
     lrs = {s: m["lr-AdamW/pg1"] for s, m in csv_metrics(versions(root)[1]).items() if "lr-AdamW/pg1" in m}
     assert sorted(lrs) == [3, 4]
     for step, lr in lrs.items():  # the schedule runs over the new peak learning rate
         assert_close(lr, lr_at(step, 5e-3, warmup_steps=2, lr_decay_steps=8, min_lr=1e-3), 1e-12)
     ckpt = torch.load(path, weights_only=False)
     assert ckpt["hyper_parameters"]["learning_rate"] == 5e-3
-    assert [g["lr"] for g in ckpt["optimizer_states"][0]["param_groups"]] == [pytest.approx(lr_at(5, 5e-3, 2, 8, 1e-3))] * 2  # the next step's
+    assert [g["lr"] for g in ckpt["optimizer_states"][0]["param_groups"]] == [
+        pytest.approx(lr_at(5, 5e-3, 2, 8, 1e-3))
+    ] * 2  # the next step's
 
 
+@pytest.mark.slow  # several fits
 def test_checkpoint_hyperparameters_are_defaults(tmp_path, monkeypatch, data_root):
     """Without --config, the checkpoint's model (and block size) is rebuilt; options given still win; a
     pretrained init (here one that does not even exist) is not loaded, the checkpoint's weights replace it."""
     root = new_root(tmp_path, data_root)
     monkeypatch.chdir(root)
-    assert run_cli(["fit", "--config", "tiny.yaml", "--trainer.max_steps", "2"]) == 0
-    args = ["fit", "--ckpt_path", "out/ckpt/last.ckpt", "--checkpoint.dirpath", "out/ckpt", "--data.data_dir",
-            "data/tiny", "--trainer.logger", "false", "--trainer.max_steps", "3", "--model.warmup_steps", "5",
-            "--model.init_from", "nowhere/gpt2"]
-    assert run_cli(args) == 0
+    assert run_cli_in_process(["fit", "--config", "tiny.yaml", "--trainer.max_steps", "2"]) == 0
+    args = [
+        "fit",
+        "--ckpt_path",
+        "out/ckpt/last.ckpt",
+        "--checkpoint.dirpath",
+        "out/ckpt",
+        "--data.data_dir",
+        "data/tiny",
+        "--trainer.logger",
+        "false",
+        "--trainer.max_steps",
+        "3",
+        "--model.warmup_steps",
+        "5",
+        "--model.init_from",
+        "nowhere/gpt2",
+    ]
+    assert run_cli_in_process(args) == 0
     hp = torch.load("out/ckpt/last.ckpt", weights_only=False)["hyper_parameters"]
     assert (hp["n_layer"], hp["n_embd"], hp["block_size"], hp["learning_rate"]) == (2, 32, 16, 1e-2)
     assert hp["warmup_steps"] == 5
-
-
-# ------------------------------------------------------------ signals, in a real subprocess
-
-
-def start_throttled_fit(root: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gpt_lightning", "fit", "--config", "tiny.yaml"],
-        cwd=root,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(proc: subprocess.Popen, progress: Path, condition, timeout: float = 240) -> tuple[int, int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = read_progress(progress)
-        if condition(*state):
-            return state
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended before it could be signalled:\n{proc.stderr.read()[-3000:]}")
-        time.sleep(0.02)
-    proc.kill()
-    pytest.fail("the run made no progress in time")
-
-
-THROTTLE = [{"class_path": "resume_helpers.Throttle", "init_args": {"progress_file": "progress.txt"}}]
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_saves_at_step_boundary_and_resumes_exactly(tmp_path, monkeypatch, data_root, reference, sig):
-    root = new_root(tmp_path, data_root, **{"trainer.callbacks": THROTTLE, "last_checkpoint.every_n_train_steps": 100})
-    proc = start_throttled_fit(root)
-    # signal in the middle of gradient accumulation: after the first micro-batch of step 2
-    wait_for(proc, root / "progress.txt", lambda batches, steps: batches >= 3 and batches % 2 == 1)
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=240)
-    assert proc.returncode == 128 + sig, stderr[-3000:]
-    assert "Traceback" not in stderr
-    assert f"{signal.Signals(sig).name} received: finishing this optimizer step" in stderr
-    assert "Resume with the same command plus --ckpt_path last." in stdout + stderr
-    ckpt = torch.load(root / "out/ckpt/last.ckpt", weights_only=False)
-    step = ckpt["global_step"]
-    assert 2 <= step < STEPS  # the step in progress was finished, then the run stopped
-    assert ckpt["TokenBinDataModule"]["batches_consumed"] == 2 * step
-    assert not list((root / "out/ckpt").glob(".*.tmp-*"))
-
-    monkeypatch.chdir(root)
-    write_config(root)  # the same run, without the throttle
-    assert run_cli(["fit", "--config", "tiny.yaml", "--ckpt_path", "last"]) == 0
-    resumed = train_losses(versions(root)[-1])
-    assert min(resumed) == step
-    assert_matches_reference(reference, resumed_losses(root), root / "out/ckpt/last.ckpt")
-
-
-def test_sigkill_loses_at_most_one_checkpoint_interval(tmp_path, monkeypatch, data_root, reference):
-    """Also with 2 dataloader workers (the reference has none): the stream does not depend on them, and the
-    position restored is the optimizer step's, not that of the batches the workers had prefetched."""
-    every = 2
-    settings = {"last_checkpoint.every_n_train_steps": every, "data.num_workers": 2}
-    root = new_root(tmp_path, data_root, **{"trainer.callbacks": THROTTLE, **settings})
-    proc = start_throttled_fit(root)
-    _, steps_done = wait_for(proc, root / "progress.txt", lambda batches, steps: steps >= 5)
-    proc.kill()
-    proc.communicate(timeout=60)
-    ckpt = torch.load(root / "out/ckpt/last.ckpt", weights_only=False)  # complete, whatever the moment
-    assert steps_done - every <= ckpt["global_step"] <= steps_done + 1
-    assert ckpt["global_step"] % every == 0
-
-    monkeypatch.chdir(root)
-    write_config(root, **settings)
-    assert run_cli(["fit", "--config", "tiny.yaml", "--ckpt_path", "last"]) == 0
-    assert not list((root / "out/ckpt").glob(".*.tmp-*"))  # a killed save's temporary file is cleaned up
-    assert_matches_reference(reference, train_losses(versions(root)[-1]), root / "out/ckpt/last.ckpt")
 
 
 # ------------------------------------------------------------ atomic checkpoint files
@@ -260,8 +152,9 @@ def test_stale_temporary_checkpoints_are_removed(tmp_path):
 
     from gpt_lightning.files import remove_stale_temporaries
 
-    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True).stdout)
+    dead = int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    )
     (tmp_path / f".last.ckpt.tmp-{dead}-{socket.gethostname()}").write_bytes(b"half a checkpoint")
     (tmp_path / "last.ckpt").write_bytes(b"kept")
     remove_stale_temporaries(tmp_path)
@@ -286,11 +179,12 @@ def test_cli_installs_atomic_checkpoint_io_unless_user_has_one(tmp_path, monkeyp
 # ------------------------------------------------------------ non-finite losses
 
 
+@pytest.mark.slow  # several fits
 def test_nonfinite_loss_stops_naming_the_step(tmp_path, monkeypatch, data_root, capsys):
     root = new_root(tmp_path, data_root)
     monkeypatch.chdir(root)
     poison_step(monkeypatch, 5)
-    assert run_cli(["fit", "--config", "tiny.yaml"]) == 2
+    assert run_cli_in_process(["fit", "--config", "tiny.yaml"]) == 2
     err = capsys.readouterr().err
     assert "error: The training loss became NaN or infinite at step 5;" in err
     assert "Traceback" not in err
@@ -318,7 +212,7 @@ def test_nan_model_is_never_saved_as_best_or_last(tmp_path, monkeypatch, data_ro
                 p.grad = torch.full_like(p, torch.nan)
 
     monkeypatch.setattr(GPTLightningModule, "on_before_optimizer_step", corrupt_at_step_3)
-    assert run_cli(["fit", "--config", "tiny.yaml"]) == 2
+    assert run_cli_in_process(["fit", "--config", "tiny.yaml"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not list((root / "out/ckpt").glob("best*.ckpt"))  # the first validation would have made it the best
@@ -327,12 +221,13 @@ def test_nan_model_is_never_saved_as_best_or_last(tmp_path, monkeypatch, data_ro
         assert all(torch.isfinite(t).all() for t in sd.values())
 
 
+@pytest.mark.slow  # several fits
 def test_nonfinite_loss_skip(tmp_path, monkeypatch, data_root):
     root = new_root(tmp_path, data_root)
     monkeypatch.chdir(root)
     poison_step(monkeypatch, 2)
     with pytest.warns(Warning, match="Skipped optimizer step 2"):
-        assert run_cli(["fit", "--config", "tiny.yaml", "--model.on_nonfinite_loss", "skip"]) == 0
+        assert run_cli_in_process(["fit", "--config", "tiny.yaml", "--model.on_nonfinite_loss", "skip"]) == 0
     losses = train_losses(versions(root)[0])
     assert losses[2] != losses[2]  # NaN, logged as it was
     assert all(losses[s] == losses[s] for s in losses if s != 2)

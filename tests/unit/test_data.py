@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from gpt_lightning.data.datamodule import TokenBinDataModule, TrainWindows, ValWindows, gather_windows
 from gpt_lightning.data.bins import read_meta
+from gpt_lightning.data.datamodule import TokenBinDataModule, TrainWindows, ValWindows, gather_windows
 
 
 def test_windows_are_shifted_by_one():

@@ -65,8 +65,23 @@ def test_evaluate_command_prints_the_reference_numbers(files, capsys, which):
     _, _, ref_acc, ref_acc_norm = reference(hf_dir, labelled[:limit])
     assert ref_acc_norm == 3 / 5
     target = ckpt if which == "ckpt" else hf_dir
-    main(["evaluate", "--ckpt_path", str(target), "--tasks", "hellaswag", "--limit", str(limit),
-          "--hellaswag_path", str(path), "--device", "cpu", "--progress", "false"])
+    main(
+        [
+            "evaluate",
+            "--ckpt_path",
+            str(target),
+            "--tasks",
+            "hellaswag",
+            "--limit",
+            str(limit),
+            "--hellaswag_path",
+            str(path),
+            "--device",
+            "cpu",
+            "--progress",
+            "false",
+        ]
+    )
     row = parse_table(capsys.readouterr().out)
     assert row == {"task": "hellaswag", "examples": limit, "acc": round(ref_acc, 4), "acc_norm": round(ref_acc_norm, 4)}
 
@@ -83,8 +98,14 @@ def run_error(args: list[str], capsys) -> str:
 def test_a_char_model_is_refused_with_one_sentence(files, tmp_path, capsys):
     path = files[0]
     config = GPTConfig(vocab_size=65, block_size=16, n_layer=1, n_head=1, n_embd=8)
-    hparams = {"vocab_size": 65, "block_size": 16, "n_layer": 1, "n_head": 1, "n_embd": 8,
-               "tokenizer": {"kind": "char", "chars": [chr(32 + i) for i in range(65)]}}
+    hparams = {
+        "vocab_size": 65,
+        "block_size": 16,
+        "n_layer": 1,
+        "n_head": 1,
+        "n_embd": 8,
+        "tokenizer": {"kind": "char", "chars": [chr(32 + i) for i in range(65)]},
+    }
     sd = {f"model.{k}": v for k, v in GPT(config).state_dict().items()}
     torch.save({"hyper_parameters": hparams, "state_dict": sd}, tmp_path / "char.ckpt")
     line = run_error(["evaluate", "--ckpt_path", str(tmp_path / "char.ckpt"), "--hellaswag_path", str(path)], capsys)
@@ -142,6 +163,8 @@ def test_shards_hold_every_example_once_and_their_counts_add_up(files):
         shards = [hellaswag.shard(list(range(len(examples))), r, world) for r in range(world)]
         assert sorted(i for s in shards for i in s) == list(range(len(examples)))
         assert max(map(len, shards)) - min(map(len, shards)) <= 1
-        parts = [hellaswag.counts(hellaswag.score(model, hellaswag.shard(examples, r, world), progress=False))
-                 for r in range(world)]
+        parts = [
+            hellaswag.counts(hellaswag.score(model, hellaswag.shard(examples, r, world), progress=False))
+            for r in range(world)
+        ]
         assert tuple(map(sum, zip(*parts))) == whole

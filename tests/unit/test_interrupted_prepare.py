@@ -6,18 +6,16 @@ import hashlib
 import os
 import pathlib
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from resume_helpers import synthetic_text  # noqa: E402
-
-from gpt_lightning import files  # noqa: E402
-from gpt_lightning.data import bins, prepare as prepare_module  # noqa: E402
-from gpt_lightning.data.datamodule import TokenBinDataModule  # noqa: E402
-from gpt_lightning.errors import UserError  # noqa: E402
+from gpt_lightning import files
+from gpt_lightning.data import bins
+from gpt_lightning.data import prepare as prepare_module
+from gpt_lightning.data.datamodule import TokenBinDataModule
+from gpt_lightning.errors import UserError
+from helpers import synthetic_text
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -81,10 +79,12 @@ def test_interrupted_prepare_leaves_nothing_training_accepts(folders, tmp_path, 
         prepare_module.prepare(str(folders["root"] / "new.txt"), "char", out, overwrite=True)
     monkeypatch.undo()
 
-    assert not list(out.glob(f".*{files.TMP_MARK}*"))  # temporary files are removed (after SIGKILL they stay, never read)
+    assert not list(
+        out.glob(f".*{files.TMP_MARK}*")
+    )  # temporary files are removed (after SIGKILL they stay, never read)
     if expected == "refused":  # nothing half-written is trained on
         with pytest.raises(UserError, match="has no meta.json"):
-            TokenBinDataModule(data_dir=out, block_size=16).meta
+            _ = TokenBinDataModule(data_dir=out, block_size=16).meta
     else:  # the old folder, complete and untouched
-        TokenBinDataModule(data_dir=out, block_size=16).meta
+        _ = TokenBinDataModule(data_dir=out, block_size=16).meta
         assert digest(out) == digest(folders["old"])

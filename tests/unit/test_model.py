@@ -16,6 +16,7 @@ def tiny(**kw) -> GPT:
     return GPT(GPTConfig(**cfg))
 
 
+@pytest.mark.slow  # builds GPT-2 124M
 def test_parameter_counts_of_the_baby_gpt_and_gpt2_124m():
     baby = GPT(GPTConfig(**BABY))
     assert sum(p.numel() for p in baby.parameters()) == 10_745_088

@@ -3,12 +3,12 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SHARED_TINYSHAKESPEARE, TINY_TEXT
 from gpt_lightning.data import sources
-from gpt_lightning.errors import UserError
-from gpt_lightning.data.prepare import prepare
 from gpt_lightning.data.bins import read_meta
+from gpt_lightning.data.prepare import prepare
+from gpt_lightning.errors import UserError
 from gpt_lightning.tokenizer import GPT2Tokenizer, tokenizer_from_meta
+from helpers import SHARED_TINYSHAKESPEARE, TINY_TEXT
 
 
 def decode_split(out, split):

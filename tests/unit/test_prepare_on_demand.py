@@ -11,6 +11,7 @@ import pytest
 from gpt_lightning.data.bins import read_meta
 from gpt_lightning.data.datamodule import TokenBinDataModule
 from gpt_lightning.errors import UserError
+from helpers import subprocess_env
 
 TEXT = "".join(f"line {i}: to be or not to be, that is the question.\n" for i in range(300))
 
@@ -54,7 +55,7 @@ def test_datamodule_does_not_import_the_tokenization_pipeline():
         "print([m for m in ('gpt_lightning.data.prepare', 'gpt_lightning.data.encode', 'gpt_lightning.data.sources', "
         "'tiktoken') if m in sys.modules])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
@@ -63,11 +64,30 @@ def test_fit_prepares_a_missing_folder_from_data_source(tmp_path, corpus, monkey
 
     monkeypatch.chdir(tmp_path)
     args = [
-        "--data.data_dir", "bins", "--data.source", str(corpus), "--data.block_size", "16",
-        "--data.batch_size", "2", "--data.val_batches", "2",
-        "--model.n_layer", "1", "--model.n_head", "1", "--model.n_embd", "8",
-        "--trainer.logger", "false", "--checkpoint.dirpath", "ckpt",
-        "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
+        "--data.data_dir",
+        "bins",
+        "--data.source",
+        str(corpus),
+        "--data.block_size",
+        "16",
+        "--data.batch_size",
+        "2",
+        "--data.val_batches",
+        "2",
+        "--model.n_layer",
+        "1",
+        "--model.n_head",
+        "1",
+        "--model.n_embd",
+        "8",
+        "--trainer.logger",
+        "false",
+        "--checkpoint.dirpath",
+        "ckpt",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.accelerator",
+        "cpu",
     ]
     cli = GPTLightningCLI(args=args, run=False)
     assert cli.model.hparams["vocab_size"] == read_meta(tmp_path / "bins")["vocab_size"]

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpt_lightning.data import encode, prepare as prepare_module
 from gpt_lightning.cli import main
-from gpt_lightning.data.encode import cut_text
-from gpt_lightning.errors import UserError
-from gpt_lightning.data.prepare import prepare
+from gpt_lightning.data import encode
+from gpt_lightning.data import prepare as prepare_module
 from gpt_lightning.data.bins import read_meta
+from gpt_lightning.data.encode import cut_text
+from gpt_lightning.data.prepare import prepare
+from gpt_lightning.errors import UserError
 from gpt_lightning.tokenizer import GPT2Tokenizer
 
 WORDS = "the king and queen of rome speak now my lord I'll don't 42 3.14 — café naïve".split()
@@ -102,7 +103,7 @@ def test_bad_jsonl_line_is_a_user_error(tmp_path):
 def test_hf_source_from_local_files(corpus, tmp_path):
     datasets = pytest.importorskip("datasets")
     folder, docs = corpus
-    reference = prepare(str(folder), "gpt2", tmp_path / "ref")
+    prepare(str(folder), "gpt2", tmp_path / "ref")  # the bins both hf: sources must reproduce
     # a dataset written by save_to_disk, and a folder of data files read by load_dataset: no network either way
     saved = tmp_path / "saved"
     datasets.Dataset.from_dict({"text": docs, "n": list(range(len(docs)))}).save_to_disk(str(saved))

@@ -1,28 +1,14 @@
-"""Throughput and MFU: FLOPs per token, the peak-FLOPs table, the logging callback in a real fit, the eager
-fallback of torch.compile, and a smoke run of `bench` (which prints ratios; nothing here is timed)."""
+"""Throughput and MFU: FLOPs per token, the peak-FLOPs table, matmul precision and TF32, and the eager fallback
+of torch.compile. The callback in a real fit: train/test_throughput_logging.py, e2e/test_throughput_cli.py."""
 
-import json
-import re
 import warnings
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import REPO, TINY_MODEL_ARGS, run_cli
 from gpt_lightning import hardware as throughput
-from gpt_lightning.train import throughput as throughput_callback
 from gpt_lightning.model import GPT, GPTConfig, flops_per_token, num_params
 from gpt_lightning.train.module import GPTLightningModule
-
-CPU_PRESET = str(REPO / "configs" / "shakespeare_char_cpu.yaml")
-
-
-def scalars(run_dir, tag):
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
-
 
 # ---------------------------------------------------------------- FLOPs per token
 
@@ -100,69 +86,6 @@ def test_matmul_precision_of_trainer_precisions():
     assert throughput.matmul_precision("64-true", cpu) is None
 
 
-# ---------------------------------------------------------------- the callback in a real fit
-
-
-def test_fit_logs_tokens_per_sec_and_says_mfu_is_unknown_on_cpu(tmp_path, char_data):
-    result = run_cli(
-        "fit",
-        "--config", CPU_PRESET,
-        f"--data.data_dir={char_data}",
-        *TINY_MODEL_ARGS,
-        "--trainer.max_steps=20",
-        "--trainer.accumulate_grad_batches=2",
-        "--trainer.log_every_n_steps=5",
-        "--val_every_n_steps=10",
-        "--checkpoint.dirpath=out/tiny/checkpoints",
-        "--trainer.logger.init_args.name=tiny",
-        "--sample.max_new_tokens=0",
-        "--throughput.print_every_n_steps=10",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    output = result.stdout + result.stderr
-    assert "tokens per optimizer step: 8 batch x 16 block x 1 device(s) x 1 node(s) x 2 accumulation" in output
-    assert "MFU: unknown, no peak FLOPs for 'cpu'" in output
-    assert re.search(r"step 10: [\d,]+ tokens/s, MFU unknown", output)
-    assert re.search(r"step 20: [\d,]+ tokens/s, MFU unknown", output)
-    run_dir = tmp_path / "out" / "tiny" / "version_0"
-    tokens_per_sec = scalars(run_dir, "perf/tokens_per_sec")
-    # one point per window of 5 optimizer steps, at the step index train/loss uses
-    assert [step for step, _ in tokens_per_sec] == [4, 9, 14, 19]
-    assert all(value > 0 for _, value in tokens_per_sec)
-    assert [step for step, _ in scalars(run_dir, "train/loss")] == [4, 9, 14, 19]
-    assert scalars(run_dir, "perf/mfu") == []  # never a made-up number
-
-
-def test_mfu_is_logged_when_the_peak_is_known(tmp_path, char_data, monkeypatch):
-    from gpt_lightning.cli import main
-
-    peak = 1e9  # pretend the CPU is a known 1 GFLOP/s device
-    monkeypatch.setattr(throughput_callback, "peak_flops", lambda name, precision: peak if name == "cpu" else None)
-    monkeypatch.chdir(tmp_path)
-    main(
-        [
-            "fit",
-            "--config", CPU_PRESET,
-            f"--data.data_dir={char_data}",
-            *TINY_MODEL_ARGS,
-            "--trainer.max_steps=8",
-            "--trainer.log_every_n_steps=4",
-            "--trainer.limit_val_batches=0",
-            "--checkpoint.dirpath=out/tiny/checkpoints",
-            "--trainer.logger.init_args.name=tiny",
-            "--throughput.print_every_n_steps=0",
-        ]
-    )
-    run_dir = tmp_path / "out" / "tiny" / "version_0"
-    tokens_per_sec, mfu = scalars(run_dir, "perf/tokens_per_sec"), scalars(run_dir, "perf/mfu")
-    assert [s for s, _ in mfu] == [s for s, _ in tokens_per_sec] == [3, 7]
-    vocab = json.loads((char_data / "meta.json").read_text())["vocab_size"]
-    config = GPTConfig(vocab_size=vocab, block_size=16, n_layer=2, n_head=2, n_embd=32, bias=False)  # TINY_MODEL_ARGS
-    for (_, tps), (_, value) in zip(tokens_per_sec, mfu):
-        assert value == pytest.approx(flops_per_token(config) * tps / peak, rel=1e-5)
-
-
 # ---------------------------------------------------------------- torch.compile falls back to eager
 
 
@@ -194,31 +117,6 @@ def test_failed_compilation_falls_back_to_eager_with_one_warning(monkeypatch):
         warnings.simplefilter("error")  # no second warning
         _, again = module.run_model(x, x)
     assert torch.equal(loss, again)
-
-
-# ---------------------------------------------------------------- the bench command
-
-
-def test_bench_smoke_run_prints_the_ratio_and_writes_nothing_to_out(tmp_path, char_data):
-    result = run_cli(
-        "bench",
-        "--config", CPU_PRESET,
-        f"--data.data_dir={char_data}",
-        *TINY_MODEL_ARGS,
-        "--steps=3",
-        "--warmup=1",
-        "--rounds=2",
-        "--data_batches=5",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
-    assert re.search(r"^median\s+[\d,]+\s+[\d,]+\s+\d+\.\d{3}", out, flags=re.MULTILINE), out
-    assert re.search(r"^2\s+[\d,]+\s+[\d,]+\s+\d+\.\d{3}", out, flags=re.MULTILINE), out
-    assert "MFU: unknown" in out
-    assert re.search(r"data pipeline alone: [\d,]+ batches/s .* \d+\.\dx what \(a\) consumes", out), out
-    assert re.search(r"peak RSS, each path in a fresh process: \(a\) fit [\d,]+ MB, \(b\) plain loop [\d,]+ MB", out), out
-    assert not (tmp_path / "out").exists()  # checkpoints and logs went to a temporary folder
 
 
 def test_compile_auto_follows_the_trainers_device_not_the_modules(monkeypatch):
