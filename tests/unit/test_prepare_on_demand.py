@@ -27,9 +27,9 @@ def test_reading_meta_of_an_unprepared_folder_prepares_nothing(tmp_path, corpus)
     out = tmp_path / "bins"
     dm = TokenBinDataModule(data_dir=out, source=str(corpus), block_size=16)
     with pytest.raises(UserError, match="does not exist; prepare it with"):
-        dm.meta
+        _ = dm.meta
     with pytest.raises(UserError, match="does not exist"):
-        dm.vocab_size  # what LightningCLI's argument linking reads
+        _ = dm.vocab_size  # what LightningCLI's argument linking reads
     assert not out.exists()
 
 
