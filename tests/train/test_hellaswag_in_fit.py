@@ -5,9 +5,6 @@ two DDP ranks add their counts up exactly (slow).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +12,7 @@ from hellaswag_helpers import EXAMPLES, write_examples
 
 from gpt_lightning.cli import main
 from gpt_lightning.evaluation import hellaswag
-
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import run_cli_subprocess
 
 
 @pytest.fixture(scope="module")
@@ -131,15 +127,7 @@ def test_two_ddp_ranks_reduce_the_counts_exactly(gpt2_data, examples_file, tmp_p
     args = fit_args(
         gpt2_data, tmp_path, path, **{"--trainer.devices": "2", "--trainer.strategy": "ddp", "--trainer.max_steps": "2"}
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "gpt_lightning", "fit", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_cli_subprocess(["fit", *args], cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     scalars = tensorboard_scalars(tmp_path / "lightning_logs" / "version_0")
     acc, acc_norm = final_model_score(tmp_path / "ckpt" / "last.ckpt", path)
