@@ -1,8 +1,8 @@
 """What tests share: the one tiny run (config as a dict, a YAML file or CLI flags), two ways to run the real
-command line (in this process, or as `python -m gpt_lightning` in a subprocess), tiny corpora, and probes.
+command line (in this process, or as `python -m gpt_lightning` in a subprocess), tiny corpora, and checks.
 
 pytest puts tests/ on sys.path (`pythonpath` in pyproject.toml); subprocesses get it via `subprocess_env`, so
-`helpers.Throttle` and `ddp_probe.Probe` work as `class_path` in a subprocess run too.
+the callbacks in probes.py work as `class_path` in a subprocess run too.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import lightning as L
 import yaml
 
 TESTS = Path(__file__).resolve().parent
@@ -185,6 +183,7 @@ def make_data(root: Path, name: str = "tiny", text: str | None = None, val_fract
 
 def save_tiny_checkpoint(path: Path, tokenizer_meta: dict, vocab_size: int, block_size: int = 16) -> Path:
     """A real Lightning checkpoint: one optimizer step of a one-layer model through the Trainer, then saved."""
+    import lightning as L
     import torch
 
     from gpt_lightning.train.module import GPTLightningModule
@@ -325,21 +324,8 @@ def resumed_losses(root: Path) -> dict[int, float]:
 # ---------------------------------------------------------------- probes
 
 
-class Throttle(L.Callback):
-    """Slows a subprocess run down and reports its progress in a file, so a test can signal it mid-run."""
-
-    def __init__(self, progress_file: str, seconds: float = 0.25) -> None:
-        self.progress_file, self.seconds = Path(progress_file), seconds
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        tmp = self.progress_file.with_suffix(".tmp")
-        tmp.write_text(f"{batch_idx + 1} {trainer.global_step}")
-        os.replace(tmp, self.progress_file)
-        time.sleep(self.seconds)
-
-
 def read_progress(path: Path) -> tuple[int, int]:
-    """(batches done, optimizer steps done) written by Throttle, or (0, 0)."""
+    """(batches done, optimizer steps done) written by probes.Throttle, or (0, 0)."""
     try:
         batches, steps = path.read_text().split()
         return int(batches), int(steps)

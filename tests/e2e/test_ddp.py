@@ -1,7 +1,7 @@
 """Multi-process training on CPU: two DDP ranks over gloo, launched by the real CLI.
 
 One tiny run (2 ranks x micro-batch 2 x accumulation 2, the accumulation derived from --data.tokens_per_step)
-is recorded by tests/ddp_probe.py and checked against a single process doing the same arithmetic by hand:
+is recorded by tests/probes.py (DDPProbe) and checked against a single process doing the same arithmetic by hand:
 - each rank draws its own windows, and they are the documented (seed, rank, k) stream;
 - the averaged gradient and the AdamW update equal those of one process on the 2*2*2 = 8 windows at once
   (fp32; only the order of summation differs, so rtol 1e-4, atol 1e-6);
@@ -85,7 +85,7 @@ def fit_args(data_dir: Path, out: Path, **extra: str) -> list[str]:
 def ddp_run(data_dir, tmp_path_factory):
     """Two CPU ranks, launched the way a user launches them: one command, Lightning starts the second rank."""
     out = tmp_path_factory.mktemp("ddp_run")
-    probe = '[{"class_path": "ddp_probe.Probe", "init_args": {"out_dir": "%s"}}]' % (out / "probe")
+    probe = '[{"class_path": "probes.DDPProbe", "init_args": {"out_dir": "%s"}}]' % (out / "probe")
     args = fit_args(
         data_dir,
         out,

@@ -54,7 +54,7 @@ def wait_for(proc: subprocess.Popen, progress: Path, condition, timeout: float =
     pytest.fail("the run made no progress in time")
 
 
-THROTTLE = [{"class_path": "helpers.Throttle", "init_args": {"progress_file": "progress.txt"}}]
+THROTTLE = [{"class_path": "probes.Throttle", "init_args": {"progress_file": "progress.txt"}}]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

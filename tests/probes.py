@@ -1,19 +1,24 @@
-"""A test-only callback that records what each DDP rank saw and did, for tests/test_distributed.py.
+"""Test-only callbacks given to subprocess runs of the real CLI as `--trainer.callbacks` class paths
+(helpers.subprocess_env puts this folder on PYTHONPATH). Kept out of helpers.py so that importing the helpers
+does not import Lightning.
 
-It is passed to the real CLI as `--trainer.callbacks` (this folder is put on PYTHONPATH), and writes one file
-per rank: the batches drawn, the gradients and parameters at each optimizer step, the initial weights, and
-the validation loss (the rank's own sum and count, and the value logged after the reduction over ranks).
+DDPProbe (e2e/test_ddp.py) records what each DDP rank saw and did, and writes one file per rank: the batches
+drawn, the gradients and parameters at each optimizer step, the initial weights, and the validation loss (the
+rank's own sum and count, and the value logged after the reduction over ranks). Throttle (e2e/test_signals.py)
+slows a run down so that it can be signalled mid-run.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import lightning as L
 import torch
 
 
-class Probe(L.Callback):
+class DDPProbe(L.Callback):
     def __init__(self, out_dir: str) -> None:
         self.out_dir = Path(out_dir)
         self.record: dict = {"batches": [], "grads": [], "params_before_step": [], "val": []}
@@ -55,3 +60,16 @@ class Probe(L.Callback):
         self.record["final"] = self._params(pl_module)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.save(self.record, self.out_dir / f"rank{trainer.global_rank}.pt")
+
+
+class Throttle(L.Callback):
+    """Slows a subprocess run down and reports its progress in a file, so a test can signal it mid-run."""
+
+    def __init__(self, progress_file: str, seconds: float = 0.25) -> None:
+        self.progress_file, self.seconds = Path(progress_file), seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        tmp = self.progress_file.with_suffix(".tmp")
+        tmp.write_text(f"{batch_idx + 1} {trainer.global_step}")
+        os.replace(tmp, self.progress_file)
+        time.sleep(self.seconds)
