@@ -17,8 +17,16 @@ from gpt_lightning.model import GPT, GPTConfig
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\nAll:\nSpeak, speak.\n" * 30
 CHARS = sorted(set(TEXT))
 BLOCK = 16
-SCHEDULE = dict(learning_rate=1e-3, min_lr=1e-4, warmup_iters=5, lr_decay_iters=40, decay_lr=True,
-                weight_decay=0.1, beta1=0.9, beta2=0.99)
+SCHEDULE = dict(
+    learning_rate=1e-3,
+    min_lr=1e-4,
+    warmup_iters=5,
+    lr_decay_iters=40,
+    decay_lr=True,
+    weight_decay=0.1,
+    beta1=0.9,
+    beta2=0.99,
+)
 
 
 # ------------------------------------------------------------------ fixtures written as nanoGPT writes them
@@ -70,15 +78,49 @@ def write_nanogpt_run(
     if compiled:
         sd = {f"_orig_mod.{k}": v for k, v in sd.items()}
     c = model.config
-    model_args = dict(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, block_size=c.block_size, bias=c.bias,
-                      vocab_size=c.vocab_size, dropout=0.2)
-    config = dict(out_dir=str(folder), eval_interval=250, log_interval=10, eval_iters=200, eval_only=False,
-                  always_save_checkpoint=False, init_from="scratch", wandb_log=False, dataset=dataset,
-                  gradient_accumulation_steps=1, batch_size=64, block_size=BLOCK, n_layer=2, n_head=2, n_embd=16,
-                  dropout=0.2, bias=True, max_iters=40, grad_clip=1.0, backend="nccl", device="cuda",
-                  dtype="bfloat16", compile=compiled, **SCHEDULE)
-    ckpt = {"model": sd, "optimizer": opt.state_dict(), "model_args": model_args, "iter_num": iter_num,
-            "best_val_loss": torch.tensor(1.4697), "config": config}
+    model_args = dict(
+        n_layer=c.n_layer,
+        n_head=c.n_head,
+        n_embd=c.n_embd,
+        block_size=c.block_size,
+        bias=c.bias,
+        vocab_size=c.vocab_size,
+        dropout=0.2,
+    )
+    config = dict(
+        out_dir=str(folder),
+        eval_interval=250,
+        log_interval=10,
+        eval_iters=200,
+        eval_only=False,
+        always_save_checkpoint=False,
+        init_from="scratch",
+        wandb_log=False,
+        dataset=dataset,
+        gradient_accumulation_steps=1,
+        batch_size=64,
+        block_size=BLOCK,
+        n_layer=2,
+        n_head=2,
+        n_embd=16,
+        dropout=0.2,
+        bias=True,
+        max_iters=40,
+        grad_clip=1.0,
+        backend="nccl",
+        device="cuda",
+        dtype="bfloat16",
+        compile=compiled,
+        **SCHEDULE,
+    )
+    ckpt = {
+        "model": sd,
+        "optimizer": opt.state_dict(),
+        "model_args": model_args,
+        "iter_num": iter_num,
+        "best_val_loss": torch.tensor(1.4697),
+        "config": config,
+    }
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, folder / "ckpt.pt")
     return folder / "ckpt.pt", model, ckpt
@@ -122,5 +164,3 @@ def crafted_meta_pkl(folder: Path, marker: Path) -> Path:
     meta = {"vocab_size": len(CHARS), "itos": dict(enumerate(CHARS)), "stoi": Payload(marker)}
     (folder / "meta.pkl").write_bytes(pickle.dumps(meta))
     return folder / "meta.pkl"
-
-

@@ -40,7 +40,7 @@ def greedy_reference(model: GPT, ids: list[int], n: int) -> list[int]:
     idx = torch.tensor([ids])
     with torch.no_grad():
         for _ in range(n):
-            logits, _ = model(idx[:, -model.config.block_size:])
+            logits, _ = model(idx[:, -model.config.block_size :])
             idx = torch.cat([idx, logits[:, -1, :].argmax(-1, keepdim=True)], dim=1)
     return idx[0].tolist()
 
@@ -67,8 +67,9 @@ def test_greedy_generate_equals_a_direct_greedy_loop(tmp_path, monkeypatch, voca
         encode, decode = (lambda s: enc.encode(s, allowed_special={"<|endoftext|>"})), enc.decode
     expected = decode(greedy_reference(model, encode(prompt), n))
     for stream in (True, False):
-        samples = generate(str(ckpt), prompt=prompt, max_new_tokens=n, temperature=0.0, top_k=None,
-                           device="cpu", stream=stream)
+        samples = generate(
+            str(ckpt), prompt=prompt, max_new_tokens=n, temperature=0.0, top_k=None, device="cpu", stream=stream
+        )
         assert samples == [expected]
     # top_k=1 at sample.py's default temperature is the same greedy choice
     assert generate(str(ckpt), prompt=prompt, max_new_tokens=n, temperature=0.8, top_k=1, device="cpu") == [expected]
@@ -149,19 +150,34 @@ def sample_py_load(ckpt_path: Path) -> GPT:
     state_dict = checkpoint["model"]
     for k in list(state_dict):
         if k.startswith("_orig_mod."):
-            state_dict[k[len("_orig_mod."):]] = state_dict.pop(k)
+            state_dict[k[len("_orig_mod.") :]] = state_dict.pop(k)
     model.load_state_dict(state_dict)  # strict, as nanoGPT's
     return model.eval()
 
 
 def lightning_checkpoint(path: Path, steps: int = 2) -> tuple[Path, GPTLightningModule]:
     """A checkpoint written by the Trainer after a few steps of a tiny char model."""
-    module = GPTLightningModule(vocab_size=len(CHARS), block_size=BLOCK, n_layer=2, n_head=2, n_embd=16, bias=False,
-                                warmup_steps=0, compile=False, tokenizer={"kind": "char", "chars": CHARS})
+    module = GPTLightningModule(
+        vocab_size=len(CHARS),
+        block_size=BLOCK,
+        n_layer=2,
+        n_head=2,
+        n_embd=16,
+        bias=False,
+        warmup_steps=0,
+        compile=False,
+        tokenizer={"kind": "char", "chars": CHARS},
+    )
     x = torch.randint(0, len(CHARS), (4, BLOCK + 1))
     loader = torch.utils.data.DataLoader(list(zip(x[:, :-1], x[:, 1:])), batch_size=4)
-    trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, loader)
     trainer.save_checkpoint(path)
     return path, module
@@ -240,18 +256,37 @@ def test_init_optimizer_state_continues_a_nanogpt_run(tmp_path):
     ckpt, _, original = write_nanogpt_run(tmp_path / "out", "char", True, True, iter_num=30)
     dm = TokenBinDataModule(data_dir=data, block_size=BLOCK, batch_size=4, val_batches=2)
     module = GPTLightningModule(
-        vocab_size=dm.vocab_size, block_size=BLOCK, tokenizer=dm.tokenizer_meta, init_from=str(ckpt),
-        init_optimizer_state=True, compile=False, learning_rate=SCHEDULE["learning_rate"], min_lr=SCHEDULE["min_lr"],
-        warmup_steps=SCHEDULE["warmup_iters"], lr_decay_steps=SCHEDULE["lr_decay_iters"], beta2=SCHEDULE["beta2"],
+        vocab_size=dm.vocab_size,
+        block_size=BLOCK,
+        tokenizer=dm.tokenizer_meta,
+        init_from=str(ckpt),
+        init_optimizer_state=True,
+        compile=False,
+        learning_rate=SCHEDULE["learning_rate"],
+        min_lr=SCHEDULE["min_lr"],
+        warmup_steps=SCHEDULE["warmup_iters"],
+        lr_decay_steps=SCHEDULE["lr_decay_iters"],
+        beta2=SCHEDULE["beta2"],
     )
     name = "transformer.h.1.attn.c_attn.weight"
     probe = Probe(name)
-    trainer = L.Trainer(accelerator="cpu", max_steps=33, logger=False, enable_checkpointing=False, callbacks=[probe],
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=33,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[probe],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, dm)
     # nanoGPT numbers its AdamW state: the decay group (dim >= 2) then the rest, each in named_parameters order
-    params = [(k.removeprefix("_orig_mod."), v) for k, v in original["model"].items()
-              if not k.endswith(".attn.bias") and "lm_head" not in k]
+    params = [
+        (k.removeprefix("_orig_mod."), v)
+        for k, v in original["model"].items()
+        if not k.endswith(".attn.bias") and "lm_head" not in k
+    ]
     order = [k for k, v in params if v.dim() >= 2] + [k for k, v in params if v.dim() < 2]
     file_state = original["optimizer"]["state"][order.index(name)]
     steps = [s for s, _, _ in probe.seen]
@@ -271,14 +306,30 @@ def test_init_optimizer_state_restores_the_files_state_exactly(tmp_path):
 
     class Snapshot(L.Callback):
         def on_train_start(self, trainer, module) -> None:
-            self.state = {n: {k: v.clone() for k, v in trainer.optimizers[0].state[p].items()}
-                          for n, p in module.model.named_parameters()}
+            self.state = {
+                n: {k: v.clone() for k, v in trainer.optimizers[0].state[p].items()}
+                for n, p in module.model.named_parameters()
+            }
 
     snap = Snapshot()
-    module = GPTLightningModule(vocab_size=dm.vocab_size, block_size=BLOCK, tokenizer=dm.tokenizer_meta,
-                                init_from=str(ckpt), init_optimizer_state=True, compile=False)
-    trainer = L.Trainer(accelerator="cpu", max_steps=8, logger=False, enable_checkpointing=False, callbacks=[snap],
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    module = GPTLightningModule(
+        vocab_size=dm.vocab_size,
+        block_size=BLOCK,
+        tokenizer=dm.tokenizer_meta,
+        init_from=str(ckpt),
+        init_optimizer_state=True,
+        compile=False,
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=8,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[snap],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     with pytest.warns(UserWarning, match="does not continue nanoGPT's exactly"):  # the defaults differ from SCHEDULE
         trainer.fit(module, dm)
     params = [(k, v) for k, v in original["model"].items() if "lm_head" not in k]
@@ -318,4 +369,4 @@ def test_a_nanogpt_data_folder_with_ids_past_its_vocabulary_is_refused(tmp_path)
     ids[3] = len(CHARS)
     ids.tofile(data / "val.bin")
     with pytest.raises(UserError, match=f"token id {len(CHARS)}"):
-        TokenBinDataModule(data_dir=data, block_size=BLOCK).vocab_size
+        _ = TokenBinDataModule(data_dir=data, block_size=BLOCK).vocab_size
