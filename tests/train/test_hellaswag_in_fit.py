@@ -117,8 +117,10 @@ def test_fit_without_the_file_stops_before_the_first_step(gpt2_data, tmp_path, c
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     missing = tmp_path / "nope.jsonl"
-    assert err == f"error: HellaSwag file {missing} does not exist; pass the path of hellaswag_val.jsonl with " \
+    assert (
+        err == f"error: HellaSwag file {missing} does not exist; pass the path of hellaswag_val.jsonl with "
         "--eval.hellaswag_path."
+    )
     assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").iterdir())
 
 

@@ -8,6 +8,7 @@ import torch
 
 from gpt_lightning import hardware as throughput
 from gpt_lightning.model import GPT, GPTConfig, flops_per_token, num_params
+from gpt_lightning.train import throughput as throughput_callback
 from gpt_lightning.train.module import GPTLightningModule
 
 # ---------------------------------------------------------------- FLOPs per token
