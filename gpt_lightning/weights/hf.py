@@ -33,7 +33,9 @@ from gpt_lightning.weights.state_dict import (
     FOREIGN_BUFFERS,
     check_state_dict,
     expected_shapes,
+    pad_token_rows,
     strip_wrapper_prefixes,
+    unpad_token_rows,
 )
 
 # nanoGPT's names -> the hub repositories that hold OpenAI's weights
@@ -270,10 +272,12 @@ def adapt_pretrained(
     block_size: Optional[int] = None,
     dropout: float = 0.0,
     data_tokenizer: Optional[dict] = None,
+    pad_vocab_multiple: int = 1,
     **architecture,
 ) -> tuple[GPTConfig, dict, Optional[dict]]:
     """Fit pretrained weights to a run: refuse conflicting architecture settings, check the data's tokenizer,
-    crop the position table to block_size and the token table to the data's vocabulary, set dropout."""
+    crop the position table to block_size and the token table to the data's vocabulary, pad the token table
+    to a multiple of pad_vocab_multiple rows (50257 -> 50304 for 64), set dropout."""
     for name, value in architecture.items():
         if value is not None and value != getattr(config, name):
             raise UserError(
@@ -310,9 +314,10 @@ def adapt_pretrained(
             "vocab_size": vocab_size or config.vocab_size,
             "block_size": block_size or config.block_size,
             "dropout": dropout,
+            "pad_vocab_multiple": pad_vocab_multiple,
         }
     )
-    return config, check_state_dict(sd, config), tokenizer
+    return config, check_state_dict(pad_token_rows(sd, config), config), tokenizer
 
 
 # ---------------------------------------------------------------- checkpoints and export
@@ -324,6 +329,7 @@ def export_model(config: GPTConfig, sd: dict, out: Path, tokenizer: Optional[dic
     from safetensors.torch import save_file
 
     out = Path(out)
+    sd, config = unpad_token_rows(sd, config)  # HF's GPT-2 would not mask padding ids: they go
     hf_config = hf_config_from_gpt(config, tokenizer)
     tensors = {k: v.to(torch.float32) for k, v in state_dict_to_hf(sd, config).items()}
     # metadata: "format" is what transformers checks; our config makes the file importable on its own

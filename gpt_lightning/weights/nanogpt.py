@@ -29,7 +29,7 @@ import torch
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import TMP_MARK, atomic_write
 from gpt_lightning.model import GPT, GPTConfig
-from gpt_lightning.weights.state_dict import FOREIGN_BUFFERS, strip_wrapper_prefixes
+from gpt_lightning.weights.state_dict import FOREIGN_BUFFERS, strip_wrapper_prefixes, unpad_token_rows
 
 META_PKL = "meta.pkl"
 GPT2_BPE_VOCAB = 50257  # nanoGPT assumes GPT-2's BPE without meta.pkl; a smaller vocabulary cannot be that
@@ -341,6 +341,15 @@ def schedule_differences(config: dict, hparams: dict) -> list[str]:
 # ---------------------------------------------------------------- writing nanoGPT's ckpt.pt
 
 
+def _unpadded_optimizer_state(optimizer_state: Optional[dict], index: int, rows: int) -> Optional[dict]:
+    """optimizer_state with the token table's (parameter `index`) moments cut to its first `rows` rows."""
+    state = (optimizer_state or {}).get("state", {})
+    if index not in state:
+        return optimizer_state
+    cut = {k: v[:rows] if k in ("exp_avg", "exp_avg_sq") else v for k, v in state[index].items()}
+    return {**optimizer_state, "state": {**state, index: cut}}
+
+
 def to_nanogpt_checkpoint(
     config: GPTConfig,
     sd: dict,
@@ -359,6 +368,13 @@ def to_nanogpt_checkpoint(
             "This model uses GPT-2's tanh-approximated GELU, and nanoGPT's GPT computes the exact one, so its outputs "
             "would differ there; export it with --format hf instead."
         )
+    if config.padded_vocab_size != config.vocab_size:
+        # nanoGPT would sample padding ids (it does not mask them) and tiktoken cannot decode them: drop the rows,
+        # in the weights and in AdamW's moments of the token table
+        with torch.device("meta"):
+            wte_index = optimizer_param_names(model_parameter_shapes(GPT(config))).index("transformer.wte.weight")
+        sd, config = unpad_token_rows(sd, config)
+        optimizer_state = _unpadded_optimizer_state(optimizer_state, wte_index, config.vocab_size)
     with torch.device("meta"):
         names = model_parameter_shapes(GPT(config))
         order = list(GPT(config).state_dict())

@@ -6,12 +6,15 @@
   removed, foreign buffers dropped, the tied lm_head / wte filled in under both names).
 - `shape_mismatches` / `check_state_dict`: the one key and shape check (`check_state_dict`: against the
   shapes of `GPT(config)`, with the message for a file that does not fit).
+- `pad_token_rows` / `unpad_token_rows`: the token table with and without the padding rows a GPTConfig's
+  pad_vocab_multiple adds (a 50257-row GPT-2 in, a 50257-row GPT-2 out).
 - `build_model`: a GPT holding exactly these weights, built without a random init.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import torch
 
@@ -75,6 +78,27 @@ def check_state_dict(sd: dict, config: GPTConfig, source: str = "The weights") -
             f"{unexpected[:3]}, wrong shapes: {wrong[:3]}); the file is corrupt or was not written for this model."
         )
     return sd
+
+
+def pad_token_rows(sd: dict, config: GPTConfig) -> dict:
+    """sd with its token table grown from config.vocab_size rows (a GPT-2 import: 50257) to
+    config.padded_vocab_size (50304). The new rows are zeros; the model masks their logits, so they never
+    matter. Any other state dict is returned as it is."""
+    wte = sd.get("transformer.wte.weight")
+    rows = config.padded_vocab_size
+    if wte is None or rows == config.vocab_size or wte.shape[0] != config.vocab_size:
+        return sd
+    padded = torch.cat([wte, wte.new_zeros(rows - wte.shape[0], *wte.shape[1:])])
+    return {**sd, "transformer.wte.weight": padded, "lm_head.weight": padded}
+
+
+def unpad_token_rows(sd: dict, config: GPTConfig) -> tuple[dict, GPTConfig]:
+    """The same model without its padding rows: (state dict, config) with exactly config.vocab_size token rows,
+    for formats that would not mask them (Hugging Face's GPT-2, nanoGPT)."""
+    if config.padded_vocab_size == config.vocab_size:
+        return sd, config
+    wte = sd["transformer.wte.weight"][: config.vocab_size]
+    return {**sd, "transformer.wte.weight": wte, "lm_head.weight": wte}, replace(config, pad_vocab_multiple=1)
 
 
 def build_model(config: GPTConfig, state_dict: dict, source: str = "The checkpoint's weights") -> GPT:

@@ -73,3 +73,56 @@ def test_old_configs_and_checkpoints_keep_their_rows():
     fields = {f.name: f.default for f in dataclasses.fields(GPTConfig)}
     assert fields["pad_vocab_multiple"] == 1
     assert GPTConfig(vocab_size=50257).padded_vocab_size == 50257
+
+
+# ---------------------------------------------------------------- weights in and out
+
+
+def test_export_writes_an_unpadded_gpt2_that_transformers_loads_with_our_logits(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from gpt_lightning.weights.hf import export_model
+
+    padded, _ = padded_and_plain()
+    padded.eval()
+    export_model(padded.config, padded.state_dict(), tmp_path / "hf")
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+    assert hf.config.vocab_size == 100 and hf.transformer.wte.weight.shape == (100, 32)
+    idx = torch.randint(0, 100, (2, 16))
+    with torch.no_grad():
+        ours, _ = padded(idx, idx)
+        theirs = hf(idx).logits
+    torch.testing.assert_close(theirs, ours[..., :100], atol=1e-5, rtol=1e-5)
+
+
+def test_a_pretrained_unpadded_model_is_padded_on_import_and_computes_the_same():
+    from gpt_lightning.weights.hf import adapt_pretrained
+    from gpt_lightning.weights.state_dict import build_model
+
+    _, plain = padded_and_plain()
+    sd = plain.state_dict()
+    config, sd, _ = adapt_pretrained(plain.config, sd, None, source="test", vocab_size=100, pad_vocab_multiple=64)
+    assert config.padded_vocab_size == 128 and sd["transformer.wte.weight"].shape == (128, 32)
+    model = build_model(config, sd).eval()
+    idx = torch.randint(0, 100, (2, 16))
+    with torch.no_grad():
+        ours, loss = model(idx, idx)
+        reference, reference_loss = plain.eval()(idx, idx)
+    torch.testing.assert_close(ours[..., :100], reference)
+    torch.testing.assert_close(loss, reference_loss)
+
+
+def test_nanogpt_export_drops_the_padding_rows_and_their_adam_moments():
+    from gpt_lightning.weights.nanogpt import to_nanogpt_checkpoint
+
+    padded, plain = padded_and_plain()
+    params = list(padded.parameters())
+    adam = torch.optim.AdamW(  # grouped as configure_optimizers groups them: matrices, then the rest
+        [{"params": [p for p in params if p.dim() >= 2]}, {"params": [p for p in params if p.dim() < 2]}]
+    )
+    padded(torch.zeros((1, 4), dtype=torch.long), torch.zeros((1, 4), dtype=torch.long))[1].backward()
+    adam.step()
+    ckpt = to_nanogpt_checkpoint(padded.config, padded.state_dict(), dataset="x", optimizer_state=adam.state_dict())
+    assert ckpt["model_args"]["vocab_size"] == 100
+    assert ckpt["model"]["transformer.wte.weight"].shape == (100, 32)
+    moments = sorted(tuple(s["exp_avg"].shape) for s in ckpt["optimizer"]["state"].values())
+    assert moments == sorted(tuple(p.shape) for p in plain.parameters())  # those of the unpadded model
