@@ -49,7 +49,7 @@ def shakespeare(tmp_path_factory) -> Path:
 
 
 def fit(tmp_path: Path, data: Path, *args: str, hook: bool = True, timeout: float = 600) -> dict:
-    """`python -m gpt_lightning fit` of the baby GPT preset on one GPU with tests/path_probe.py watching; the
+    """`python -m gpt_lightning fit` of the baby GPT preset on one GPU with tests/probes.py (PathProbe) watching; the
     probe's record (what really ran: precision, autocast dtype, fused AdamW, GradScaler, gradient norms,
     per-batch losses), plus the run's stdout/stderr."""
     probe = tmp_path / "probe.json"
@@ -58,7 +58,7 @@ def fit(tmp_path: Path, data: Path, *args: str, hook: bool = True, timeout: floa
             "fit", "--config", BABY_GPT, f"--data.data_dir={data}",
             "--trainer.accelerator=gpu", "--trainer.devices=1", "--trainer.enable_progress_bar=false",
             f"--checkpoint.dirpath={tmp_path / 'checkpoints'}", f"--trainer.logger.init_args.save_dir={tmp_path}",
-            "--trainer.callbacks+=path_probe.PathProbe", f"--trainer.callbacks.out={probe}",
+            "--trainer.callbacks+=probes.PathProbe", f"--trainer.callbacks.out={probe}",
             f"--trainer.callbacks.hook={str(hook).lower()}",
             *args,
         ],
