@@ -3,54 +3,55 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Optional
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from gpt_lightning.train.resume import StopRequest, TrainingInterrupted
 from gpt_lightning.tokenizer import tokenizer_from_meta
+from gpt_lightning.train.resume import StopRequest, TrainingInterrupted
 
 
-class LastCheckpoint(ModelCheckpoint):
+class LastCheckpoint(L.Callback):
     """Keeps `last.ckpt` current: every `every_n_train_steps` optimizer steps, when training ends (also when
     max_steps is not a multiple of the interval, which ModelCheckpoint alone skips), and when SIGINT (Ctrl-C) or
     SIGTERM asks the run to stop: then at the end of the current optimizer step, after which the run exits with
     status 128 + signal number. Other exceptions save nothing (the state may be mid-step, and a crash must not
-    replace a good last.ckpt). It ranks nothing; the `checkpoint` callback keeps the best model by val/loss."""
+    replace a good last.ckpt). It ranks nothing; the `checkpoint` callback keeps the best model by val/loss.
+
+    Saves go through the public `Trainer.save_checkpoint`, so the Trainer's CheckpointIO writes them (atomically,
+    see resume.py) and the strategy decides which ranks write: every rank calls it, as FSDP needs."""
 
     def __init__(self, dirpath: Optional[str] = None, every_n_train_steps: int = 250) -> None:
         """Args:
-        dirpath: folder for last.ckpt (linked to --checkpoint.dirpath by the CLI).
-        every_n_train_steps: optimizer steps between two saves of last.ckpt; at most this much work is lost
-            when a run is killed without warning.
+        dirpath: folder for last.ckpt (linked to --checkpoint.dirpath by the CLI; None: the folder of the
+            Trainer's ModelCheckpoint, else DEFAULT_ROOT_DIR/checkpoints).
+        every_n_train_steps: optimizer steps between two saves of last.ckpt (0: only at the end and on a stop);
+            at most this much work is lost when a run is killed without warning.
         """
-        super().__init__(
-            dirpath=dirpath,
-            save_top_k=0,
-            save_last=True,
-            every_n_train_steps=every_n_train_steps,
-            enable_version_counter=False,
-        )
+        self.dirpath, self.every_n_train_steps = dirpath, every_n_train_steps
+        self.last_model_path = ""
+        self.saved_step: Optional[int] = None  # global_step of the state last.ckpt holds
         self.stop_request = StopRequest()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
+        # The state at the start is the checkpoint this run resumed from, or step 0: nothing new to save.
+        self.saved_step = trainer.global_step
         self.stop_request.install()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if (batch_idx + 1) % trainer.accumulate_grad_batches:
-            return  # mid-accumulation: a stop waits for the optimizer step
+            return  # mid-accumulation: saves and stops wait for the optimizer step
+        every = self.every_n_train_steps
+        if every > 0 and trainer.global_step % every == 0:
+            self.save(trainer)
         signum = self.stop_request.requested(trainer)
         if signum is None:
             return
-        if self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            self._last_global_step_saved = trainer.global_step
+        self.save(trainer)
         rank_zero_info(
             f"Stopped after step {trainer.global_step}; saved {self.last_model_path}. "
             "Resume with the same command plus --ckpt_path last."
@@ -61,12 +62,27 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.stop_request.restore()
-        if self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            self._last_global_step_saved = trainer.global_step
+        if not trainer.fast_dev_run:
+            self.save(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.stop_request.restore()
+
+    def save(self, trainer: L.Trainer) -> None:
+        """Write DIRPATH/last.ckpt, unless it already holds this optimizer step (all ranks call this)."""
+        if self.saved_step == trainer.global_step:
+            return
+        if not self.last_model_path:
+            self.last_model_path = os.path.join(self.resolve_dirpath(trainer), "last.ckpt")
+        trainer.save_checkpoint(self.last_model_path)
+        self.saved_step = trainer.global_step
+
+    def resolve_dirpath(self, trainer: L.Trainer) -> str:
+        if self.dirpath is not None:
+            return str(self.dirpath)
+        if trainer.checkpoint_callback is not None and getattr(trainer.checkpoint_callback, "dirpath", None):
+            return str(trainer.checkpoint_callback.dirpath)  # resolved and broadcast by ModelCheckpoint.setup
+        return trainer.strategy.broadcast(os.path.join(trainer.default_root_dir, "checkpoints"))
 
 
 class TextSampleCallback(L.Callback):
@@ -104,7 +120,9 @@ class TextSampleCallback(L.Callback):
         loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if trainer.sanity_checking or not meta or not loggers or self.max_new_tokens < 1:
             return
-        from gpt_lightning.generation import generate_text  # the same code path as `generate`
+        from gpt_lightning.generation import (
+            generate_text,  # the same code path as `generate`
+        )
 
         tokenizer = tokenizer_from_meta(meta)
         sampling = dataclasses.replace(self.sampling, seed=trainer.global_step)  # a new draw at each step

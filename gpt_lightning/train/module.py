@@ -2,29 +2,30 @@
 
 Everything else (precision, accumulation, clipping, checkpoints, logging, DDP/FSDP) is the Trainer's job.
 The constructor's arguments are the `--model.*` options of the CLI, and are saved in every checkpoint, so a
-checkpoint alone rebuilds the model (and its tokenizer, for `generate`).
+checkpoint alone rebuilds the model (and its tokenizer, for `generate`). The recipe comes first; below it, each
+hook that works around something (compiling, TF32, FSDP, exact resume, non-finite losses, clipping) is one
+call into the module that owns the workaround.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-import os
-import warnings
 from typing import Literal, Optional, Union
 
 import lightning as L
-import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
-from gpt_lightning.errors import UserError
-from gpt_lightning.weights.state_dict import build_model, strip_wrapper_prefixes
-from gpt_lightning.model import GPT, GPTConfig
-from gpt_lightning.train.nonfinite import NonFiniteLossError, NonFiniteTracker, check_finite_parameters
 from gpt_lightning.hardware import enable_tf32
+from gpt_lightning.model import GPT, GPTConfig
+from gpt_lightning.train import resume
+from gpt_lightning.train.clipping import clip_gradients, fused_adamw_options
+from gpt_lightning.train.compat import attached_trainer
+from gpt_lightning.train.compile import CompiledWithEagerFallback, wants_compile
+from gpt_lightning.train.fsdp import matrix_ids
+from gpt_lightning.train.nonfinite import NonFinitePolicy, check_validation_loss
+from gpt_lightning.weights.state_dict import build_model, strip_wrapper_prefixes
 
 
 def lr_at(step: int, learning_rate: float, warmup_steps: int, lr_decay_steps: int, min_lr: float) -> float:
@@ -107,7 +108,7 @@ class GPTLightningModule(L.LightningModule):
             given = dict(architecture, vocab_size=vocab_size, block_size=block_size)
             self.model = GPT(GPTConfig(dropout=dropout, **{k: v for k, v in given.items() if v is not None}))
         else:
-            self.model = self._pretrained(
+            self.model = self.pretrained(
                 init_from, vocab_size, block_size, dropout, tokenizer, architecture, init_optimizer_state
             )
         # Store the resolved architecture, so that a checkpoint alone rebuilds this model: an imported one
@@ -117,114 +118,19 @@ class GPTLightningModule(L.LightningModule):
         self.hparams.init_from = "scratch"
         self.hparams.init_optimizer_state = False  # applied once, at the start of this run (on_fit_start)
         self.val_loss = MeanMetric()  # sums and counts, so the mean over DDP ranks is exact
-        self.nonfinite = NonFiniteTracker()
-
-    def _pretrained(self, init_from, vocab_size, block_size, dropout, tokenizer, architecture, continue_run) -> GPT:
-        """GPT-2 weights (see hf.py) or a checkpoint's (nanoGPT's ckpt.pt, see nanogpt.py), fitted to this run:
-        block_size crops, a conflicting setting is an error. With continue_run, nanoGPT's step and AdamW state
-        are kept for on_fit_start."""
-        from gpt_lightning.weights.hf import adapt_pretrained
-        from gpt_lightning.weights.load import load_init_weights
-
-        config, sd, model_tokenizer, self._nanogpt_run = load_init_weights(init_from, continue_run)
-        config, sd, model_tokenizer = adapt_pretrained(
-            config, sd, model_tokenizer, source=init_from, vocab_size=vocab_size, block_size=block_size,
-            dropout=dropout, data_tokenizer=tokenizer, **architecture,
-        )
-        self.hparams.tokenizer = model_tokenizer  # GPT-2's BPE when the data did not say
-        model = build_model(config, sd, source=init_from)
-        rank_zero_info(f"Initialized from {init_from}: {model.get_num_params() / 1e6:.2f}M parameters, {config}")
-        return model
-
-    @property
-    def config(self) -> GPTConfig:
-        return self.model.config
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Our checkpoints never carry torch.compile / DDP wrapper prefixes, but older files may (`_orig_mod.`
-        # from torch.compile(model), `module.` from a DDP-wrapped save): strip them before the state is loaded.
-        checkpoint["state_dict"] = strip_wrapper_prefixes(checkpoint["state_dict"])
-
-    def on_fit_start(self) -> None:
-        if getattr(self, "_nanogpt_run", None) is not None:
-            self._continue_nanogpt_run(self._nanogpt_run)
-            self._nanogpt_run = None  # the optimizer holds it now
-
-    def _continue_nanogpt_run(self, run) -> None:
-        """Carry on from nanoGPT's checkpoint: its AdamW state onto the same parameters (by name), and its step.
-
-        nanoGPT's iter_num counts the optimizer steps taken, and the next step's LR is get_lr(iter_num), which is
-        lr_at(global_step) here. So the step becomes Lightning's global_step (its optimizer-step counter, as a
-        checkpoint resume restores it), the scheduler's count and the data stream's position: LR schedule,
-        max_steps, checkpoint names and a later --ckpt_path resume all continue from there. Runs before
-        Lightning builds the dataloaders and before on_train_start, which sets each group's LR from the
-        scheduler's count."""
-        from lightning.pytorch.strategies import FSDPStrategy
-
-        from gpt_lightning.weights.nanogpt import load_optimizer_state_by_name, schedule_differences
-
-        trainer = self.trainer
-        if isinstance(trainer.strategy, FSDPStrategy):
-            raise UserError(
-                "--model.init_optimizer_state is not supported under FSDP (its parameters are flat shards); "
-                "continue the nanoGPT run on one device or with DDP."
-            )
-        names = {id(p): n for n, p in self.model.named_parameters()}
-        names[id(self.model.lm_head.weight)] = "transformer.wte.weight"  # nanoGPT's name of the tied tensor
-        load_optimizer_state_by_name(trainer.optimizers[0], names, run.optimizer_state)
-        step = run.iter_num
-        trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step.total.completed = step
-        # the logger's step axis (a private counter; Lightning's own checkpoint restore sets it the same way)
-        trainer.fit_loop.epoch_loop._batches_that_stepped = step
-        if trainer.lr_scheduler_configs:
-            trainer.lr_scheduler_configs[0].scheduler.last_epoch = step
-        datamodule = trainer.datamodule
-        if datamodule is not None and hasattr(datamodule, "batches_consumed"):
-            # where DataModule.state_dict says a run at this step stands, so a resumed run draws the same batches
-            datamodule.batches_consumed = step * trainer.accumulate_grad_batches
-        differences = schedule_differences(run.config, dict(self.hparams))
-        rank_zero_info(f"Continuing the nanoGPT run at step {step} (its AdamW state restored).")
-        if differences:
-            rank_zero_warn(
-                "The LR schedule does not continue nanoGPT's exactly: " + ", ".join(differences)
-                + "; set these options to nanoGPT's values to continue its schedule."
-            )
-
-    def configure_model(self) -> None:
-        # Lightning calls this before it moves the module to its device: ask the strategy where it will run
-        device = self._trainer.strategy.root_device if self._trainer is not None else self.device
-        enable_tf32(device)  # in every process, also those a spawning strategy starts
-        # Which parameters are matrices, noted before FSDP flattens them all into 1-D shards (it keeps the
-        # Parameter objects, so their ids still find them in configure_optimizers).
-        self._matrix_ids = {id(p) for p in self.model.parameters() if p.dim() >= 2}
-        if self.hparams.compile is True or (self.hparams.compile == "auto" and device.type == "cuda"):
-            self.model.compile()  # in place: state_dict keys stay free of `_orig_mod.`
-            self._compile_unchecked = True
-
-    def run_model(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
-        """self.model(idx, targets); if the first compiled training call fails (no compiler, unsupported GPU,
-        an op the compiler cannot handle), warn once and go on in eager mode."""
-        if not getattr(self, "_compile_unchecked", False):
-            return self.model(idx, targets)
-        try:
-            out = self.model(idx, targets)
-        except Exception as err:  # torch.compile compiles at the first call: its failures surface here
-            self.model._compiled_call_impl = None  # undo nn.Module.compile: back to eager
-            self._compile_unchecked = False
-            first_line = (str(err).strip().splitlines() or [""])[0][:300]
-            warnings.warn(f"torch.compile failed, training continues in eager mode ({type(err).__name__}: {first_line})")
-            return self.model(idx, targets)
-        self._compile_unchecked = not self.training  # a train-mode call compiles a graph of its own
-        return out
+        self.nonfinite = NonFinitePolicy(on_nonfinite_loss)
+        self.compiled: Optional[CompiledWithEagerFallback] = None  # set by configure_model
+        self.matrix_ids: Optional[set[int]] = None  # set by configure_model
 
     def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
-        return self.run_model(idx, targets)
+        """The GPT's forward; compiled when --model.compile says so (and eager if compiling fails)."""
+        return (self.compiled or self.model)(idx, targets)
 
-    # ------------------------------------------------------------ steps
+    # ------------------------------------------------------------ nanoGPT's recipe: steps
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        _, loss = self.run_model(x, y)
+        _, loss = self(x, y)
         # Only on the steps the Trainer writes to its loggers (it writes on step k when (k + 1) is a multiple
         # of log_every_n_steps): each self.log call is about a millisecond of Python (14% of a tiny model's step
         # in a profile), wasted on the steps in between.
@@ -237,31 +143,27 @@ class GPTLightningModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        _, loss = self.run_model(x, y)
+        _, loss = self(x, y)
         self.val_loss.update(loss)
 
     def on_validation_epoch_end(self) -> None:
         loss = self.val_loss.compute()  # reduced over ranks
         self.val_loss.reset()
-        if not self.trainer.sanity_checking and not torch.isfinite(loss):
-            # before val/loss is logged: a NaN model must never be ranked by the best-checkpoint callback
-            raise NonFiniteLossError(
-                f"The validation loss is {loss.item()} at step {self.global_step}: the model's weights have gone "
-                "NaN or infinite; resume from an earlier checkpoint with a lower --model.learning_rate."
-            )
+        if not self.trainer.sanity_checking:
+            check_validation_loss(loss, self.global_step)  # before val/loss is logged and ranks checkpoints
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/perplexity", torch.exp(loss))
 
     test_step = validation_step
     on_test_epoch_end = on_validation_epoch_end
 
-    # ------------------------------------------------------------ optimizer and schedule
+    # ------------------------------------------------------------ nanoGPT's recipe: optimizer and schedule
 
     def configure_optimizers(self):
         hp = self.hparams
         params = [p for p in self.model.parameters() if p.requires_grad]
         # Every matrix (Linear weights, embeddings) decays; biases and LayerNorm weights (1-D) do not.
-        matrices = getattr(self, "_matrix_ids", None) or {id(p) for p in params if p.dim() >= 2}
+        matrices = self.matrix_ids or matrix_ids(self.model)
         decay = [p for p in params if id(p) in matrices]
         no_decay = [p for p in params if id(p) not in matrices]
         groups = [
@@ -272,7 +174,8 @@ class GPTLightningModule(L.LightningModule):
             f"AdamW: {len(decay)} decayed tensors ({sum(p.numel() for p in decay):,} parameters), "
             f"{len(no_decay)} non-decayed tensors ({sum(p.numel() for p in no_decay):,} parameters)"
         )
-        fused = self.use_fused_adamw()
+        trainer = attached_trainer(self)
+        fused = fused_adamw_options(self.device, str(trainer.precision) if trainer else None)
         optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, betas=(hp.beta1, hp.beta2), **fused)
         if not hp.decay_lr:
             return optimizer
@@ -283,76 +186,111 @@ class GPTLightningModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def use_fused_adamw(self) -> dict:
-        """Fused AdamW on CUDA (one kernel for all parameters), except under 16-mixed, where the GradScaler
-        must unscale before clipping and Lightning refuses the combination."""
-        if self.device.type != "cuda" or "fused" not in inspect.signature(torch.optim.AdamW).parameters:
-            return {}
-        if self._trainer is not None and "16-mixed" == str(self._trainer.precision):  # None outside a Trainer
-            return {"foreach": True}
-        return {"fused": True}
+    # ------------------------------------------------------------ workarounds, one call each
 
-    # ------------------------------------------------------------ non-finite losses, resuming
+    def configure_model(self) -> None:
+        # Lightning calls this before it moves the module to its device: ask the strategy where it will run
+        trainer = attached_trainer(self)
+        device = trainer.strategy.root_device if trainer is not None else self.device
+        enable_tf32(device)  # in every process, also those a spawning strategy starts
+        self.matrix_ids = matrix_ids(self.model)  # before FSDP flattens the matrices into 1-D shards
+        if wants_compile(self.hparams.compile, device):
+            self.compiled = CompiledWithEagerFallback(self.model)
+
+    def on_fit_start(self) -> None:
+        if getattr(self, "nanogpt_run", None) is not None:
+            continue_nanogpt_run(self, self.nanogpt_run)  # its AdamW state and step (weights/nanogpt.py)
+            self.nanogpt_run = None  # the optimizer holds it now
+
+    def on_train_start(self) -> None:
+        hp = self.hparams
+        # the learning rate, betas and weight decay given now win over those restored from a checkpoint
+        resume.use_optimizer_hparams_given_now(
+            self.trainer, hp.learning_rate, weight_decays=(hp.weight_decay, 0.0), betas=(hp.beta1, hp.beta2)
+        )
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         if self.hparams.dropout > 0:
-            # Dropout masks come from the global torch RNG, which checkpoints do not hold and validation and
-            # dataloaders also draw from. Seeding it per micro-batch from (seed, rank, micro-batch index), as the
-            # data stream is, makes masks, and so a resumed run, exact.
-            k = self.trainer.global_step * self.trainer.accumulate_grad_batches
-            k += batch_idx % self.trainer.accumulate_grad_batches
-            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            torch.manual_seed(int(np.random.SeedSequence([seed, self.global_rank, k]).generate_state(1)[0]))
+            resume.reseed_dropout(self.trainer, batch_idx)  # exact dropout masks, also after a resume
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        if self.hparams.on_nonfinite_loss != "stop":
-            return
-        step_done = (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
-        if self.device.type == "cpu" or (step_done and self.global_step % self.trainer.log_every_n_steps == 0):
-            self.nonfinite.raise_if_seen()
+        self.nonfinite.after_batch(self.trainer, batch_idx, self.device)
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        if self.hparams.on_nonfinite_loss == "skip" and self.nonfinite.take_step_bad():
-            self.nonfinite.reset_seen()
-            rank_zero_warn(f"Skipped optimizer step {self.global_step}: its training loss was NaN or infinite.")
-            if "16-mixed" != str(self.trainer.precision):  # under 16-mixed the GradScaler skips it already
-                optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.hparams.on_nonfinite_loss == "stop":
-            self.nonfinite.raise_if_seen()
-        check_finite_parameters(self.parameters(), self.global_step)
-
-    def on_train_start(self) -> None:
-        # On resume Lightning restores the optimizer and scheduler states of the run that wrote the checkpoint,
-        # learning rate, betas and weight decay included; the values given now (a finetune's new learning rate)
-        # win. On a fresh run this changes nothing.
-        hp = self.hparams
-        optimizer = self.trainer.optimizers[0]
-        for group, weight_decay in zip(optimizer.param_groups, (hp.weight_decay, 0.0)):
-            group.update(betas=(hp.beta1, hp.beta2), weight_decay=weight_decay, initial_lr=hp.learning_rate)
-            group["lr"] = hp.learning_rate
-        if self.trainer.lr_scheduler_configs:
-            scheduler = self.trainer.lr_scheduler_configs[0].scheduler
-            scheduler.base_lrs = [hp.learning_rate] * len(optimizer.param_groups)
-            for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
-                group["lr"] = hp.learning_rate * factor(scheduler.last_epoch)
-            scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        self.nonfinite.before_optimizer_step(self.trainer, optimizer)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        # Lightning 2.6 refuses to clip for an optimizer that handles AMP unscaling itself (fused AdamW), even
-        # under bf16 / fp32 where nothing is scaled (#21435). The gradients are true gradients there, so clip
-        # them directly; in every other case Lightning's own clipping runs.
-        root = self._trainer.model if self._trainer is not None else None
-        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and isinstance(root, FSDP):
-            # Under FSDP each rank holds a shard, so the norm must be taken over all of them: only the root
-            # FSDP unit can (Lightning 2.6 refuses norm clipping under FSDP for want of that root).
-            root.clip_grad_norm_(gradient_clip_val)
-            return
-        if gradient_clip_val and getattr(optimizer, "_step_supports_amp_scaling", False):
-            if gradient_clip_algorithm in (None, "norm"):
-                torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
-            else:
-                torch.nn.utils.clip_grad_value_(self.parameters(), gradient_clip_val)
-            return
-        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.nonfinite.before_save(self.parameters(), self.global_step)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Our checkpoints never carry torch.compile / DDP wrapper prefixes, but older files may (`_orig_mod.`
+        # from torch.compile(model), `module.` from a DDP-wrapped save): strip them before the state is loaded.
+        checkpoint["state_dict"] = strip_wrapper_prefixes(checkpoint["state_dict"])
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def config(self) -> GPTConfig:
+        return self.model.config
+
+    def pretrained(self, init_from, vocab_size, block_size, dropout, tokenizer, architecture, continue_run) -> GPT:
+        """GPT-2 weights (see hf.py) or a checkpoint's (nanoGPT's ckpt.pt, see nanogpt.py), fitted to this run:
+        block_size crops, a conflicting setting is an error. With continue_run, nanoGPT's step and AdamW state
+        are kept for on_fit_start."""
+        from gpt_lightning.weights.hf import adapt_pretrained
+        from gpt_lightning.weights.load import load_init_weights
+
+        config, sd, model_tokenizer, self.nanogpt_run = load_init_weights(init_from, continue_run)
+        config, sd, model_tokenizer = adapt_pretrained(
+            config, sd, model_tokenizer, source=init_from, vocab_size=vocab_size, block_size=block_size,
+            dropout=dropout, data_tokenizer=tokenizer, **architecture,
+        )
+        self.hparams.tokenizer = model_tokenizer  # GPT-2's BPE when the data did not say
+        model = build_model(config, sd, source=init_from)
+        rank_zero_info(f"Initialized from {init_from}: {model.get_num_params() / 1e6:.2f}M parameters, {config}")
+        return model
+
+
+def continue_nanogpt_run(module: GPTLightningModule, run) -> None:
+    """Carry on from nanoGPT's checkpoint: its AdamW state onto the same parameters (by name), and its step.
+
+    nanoGPT's iter_num counts the optimizer steps taken, and the next step's LR is get_lr(iter_num), which is
+    lr_at(global_step) here. So the step becomes Lightning's global_step (its optimizer-step counter, as a
+    checkpoint resume restores it), the scheduler's count and the data stream's position: LR schedule,
+    max_steps, checkpoint names and a later --ckpt_path resume all continue from there. Runs before
+    Lightning builds the dataloaders and before on_train_start, which sets each group's LR from the
+    scheduler's count."""
+    from lightning.pytorch.strategies import FSDPStrategy
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    from gpt_lightning.errors import UserError
+    from gpt_lightning.train.compat import set_global_step
+    from gpt_lightning.weights.nanogpt import load_optimizer_state_by_name, schedule_differences
+
+    trainer = module.trainer
+    if isinstance(trainer.strategy, FSDPStrategy):
+        raise UserError(
+            "--model.init_optimizer_state is not supported under FSDP (its parameters are flat shards); "
+            "continue the nanoGPT run on one device or with DDP."
+        )
+    names = {id(p): n for n, p in module.model.named_parameters()}
+    names[id(module.model.lm_head.weight)] = "transformer.wte.weight"  # nanoGPT's name of the tied tensor
+    load_optimizer_state_by_name(trainer.optimizers[0], names, run.optimizer_state)
+    step = run.iter_num
+    set_global_step(trainer, step)
+    if trainer.lr_scheduler_configs:
+        trainer.lr_scheduler_configs[0].scheduler.last_epoch = step
+    datamodule = trainer.datamodule
+    if datamodule is not None and hasattr(datamodule, "batches_consumed"):
+        # where DataModule.state_dict says a run at this step stands, so a resumed run draws the same batches
+        datamodule.batches_consumed = step * trainer.accumulate_grad_batches
+    differences = schedule_differences(run.config, dict(module.hparams))
+    rank_zero_info(f"Continuing the nanoGPT run at step {step} (its AdamW state restored).")
+    if differences:
+        rank_zero_warn(
+            "The LR schedule does not continue nanoGPT's exactly: " + ", ".join(differences)
+            + "; set these options to nanoGPT's values to continue its schedule."
+        )

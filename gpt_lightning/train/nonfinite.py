@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from gpt_lightning.errors import UserError
 
@@ -60,4 +61,50 @@ def check_finite_parameters(parameters: Iterable[torch.Tensor], step: int) -> No
         raise NonFiniteLossError(
             f"The model's weights are NaN or infinite at step {step}, so no checkpoint was written; resume from "
             "an earlier checkpoint with a lower --model.learning_rate or with --trainer.gradient_clip_val set."
+        )
+
+
+class NonFinitePolicy:
+    """--model.on_nonfinite_loss, as the LightningModule's hooks apply it: `stop` raises (at points where a host
+    sync is cheap, see `after_batch`), `skip` drops the optimizer step whose loss was not finite."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        self.tracker = NonFiniteTracker()
+
+    def update(self, loss: torch.Tensor, step: int) -> None:
+        """After each training micro-batch: remember the loss on its device (no host sync)."""
+        self.tracker.update(loss, step)
+
+    def after_batch(self, trainer, batch_idx: int, device: torch.device) -> None:
+        """`stop`: check every micro-batch on CPU (a sync costs nothing there), elsewhere at the optimizer steps
+        the Trainer logs at; the check before each checkpoint catches the rest."""
+        if self.action != "stop":
+            return
+        step_done = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if device.type == "cpu" or (step_done and trainer.global_step % trainer.log_every_n_steps == 0):
+            self.tracker.raise_if_seen()
+
+    def before_optimizer_step(self, trainer, optimizer: torch.optim.Optimizer) -> None:
+        """`skip`: an optimizer step that saw a non-finite loss changes nothing (one host sync per step)."""
+        if self.action == "skip" and self.tracker.take_step_bad():
+            self.tracker.reset_seen()
+            rank_zero_warn(f"Skipped optimizer step {trainer.global_step}: its training loss was NaN or infinite.")
+            if "16-mixed" != str(trainer.precision):  # under 16-mixed the GradScaler skips it already
+                optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
+
+    def before_save(self, parameters: Iterable[torch.Tensor], step: int) -> None:
+        """Never write a checkpoint after a non-finite loss (`stop`) or of non-finite weights (either policy)."""
+        if self.action == "stop":
+            self.tracker.raise_if_seen()
+        check_finite_parameters(parameters, step)
+
+
+def check_validation_loss(loss: torch.Tensor, step: int) -> None:
+    """Stop on a non-finite validation loss, before it is logged: a NaN model must never be ranked by the
+    best-checkpoint callback."""
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(
+            f"The validation loss is {loss.item()} at step {step}: the model's weights have gone NaN or infinite; "
+            "resume from an earlier checkpoint with a lower --model.learning_rate."
         )

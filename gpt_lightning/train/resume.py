@@ -15,16 +15,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
+from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from fsspec.implementations.local import LocalFileSystem
 
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import atomic_write
@@ -199,3 +201,32 @@ def refuse_to_overwrite_run(checkpoint_dir: Optional[str]) -> None:
             f"{', ...' if len(found) > 3 else ''}); resume it with --ckpt_path last, or start a new run with "
             "another --checkpoint.dirpath (or delete that folder)."
         )
+
+
+# ------------------------------------------------------------ what a resumed run must reproduce or replace
+
+
+def reseed_dropout(trainer, batch_idx: int) -> None:
+    """Seed the global torch RNG for this micro-batch from (seed, rank, micro-batch index), as the data stream is.
+
+    Dropout masks come from the global torch RNG, which checkpoints do not hold and which validation and
+    dataloaders also draw from; seeded per micro-batch, masks, and so a resumed run, are exact."""
+    accumulate = trainer.accumulate_grad_batches
+    k = trainer.global_step * accumulate + batch_idx % accumulate
+    seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+    torch.manual_seed(int(np.random.SeedSequence([seed, trainer.global_rank, k]).generate_state(1)[0]))
+
+
+def use_optimizer_hparams_given_now(trainer, learning_rate: float, weight_decays, betas) -> None:
+    """On resume Lightning restores the optimizer and scheduler states of the run that wrote the checkpoint,
+    learning rate, betas and weight decay included; the values given now (a finetune's new learning rate) win.
+    On a fresh run this changes nothing.
+
+    The LR scheduler is rebuilt at the restored step (the public `last_epoch` argument), so that its base LR,
+    the param groups' LR and `get_last_lr()` all follow the new peak learning rate."""
+    optimizer = trainer.optimizers[0]
+    for group, weight_decay in zip(optimizer.param_groups, weight_decays):
+        group.update(betas=betas, weight_decay=weight_decay, initial_lr=learning_rate, lr=learning_rate)
+    for config in trainer.lr_scheduler_configs:
+        old = config.scheduler
+        config.scheduler = type(old)(optimizer, old.lr_lambdas, last_epoch=old.last_epoch - 1)  # steps to last_epoch
