@@ -40,7 +40,7 @@ def main() -> None:
 
     module.configure_model()
     root = FSDP(module, auto_wrap_policy=ModuleWrapPolicy({Block}), use_orig_params=True, device_id=torch.device("cpu"))
-    module._trainer = types.SimpleNamespace(model=root)  # what configure_gradient_clipping reads
+    module.trainer = types.SimpleNamespace(model=root, precision="32-true")  # what the module reads
     units = [m for m in root.modules() if isinstance(m, FSDP)]
     assert len(units) == 1 + hp["n_layer"], f"expected a root unit and one per Block, got {len(units)}"
     # the tie survives wrapping: wte and lm_head are one Parameter, held by the root unit (not a Block's)

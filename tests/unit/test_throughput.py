@@ -94,10 +94,12 @@ def tiny_module(compile):
     return GPTLightningModule(vocab_size=17, block_size=8, n_layer=1, n_head=2, n_embd=16, compile=compile)
 
 
-def test_compile_auto_stays_eager_on_cpu():
+def test_compile_auto_stays_eager_on_cpu(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: calls.append(1))
     module = tiny_module("auto")
     module.configure_model()
-    assert getattr(module.model, "_compiled_call_impl", None) is None
+    assert module.compiled is None and calls == []
 
 
 def test_failed_compilation_falls_back_to_eager_with_one_warning(monkeypatch):
@@ -112,12 +114,13 @@ def test_failed_compilation_falls_back_to_eager_with_one_warning(monkeypatch):
     module.configure_model()
     x = torch.randint(0, 17, (2, 8))
     with pytest.warns(UserWarning, match="torch.compile failed.*eager.*RuntimeError: no C\\+\\+ compiler found"):
-        _, loss = module.run_model(x, x)
+        _, loss = module(x, x)
     assert torch.isfinite(loss)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning
-        _, again = module.run_model(x, x)
+        _, again = module(x, x)
     assert torch.equal(loss, again)
+    assert not any(k.startswith("_orig_mod") or "._orig_mod." in k for k in module.state_dict())
 
 
 def test_compile_auto_follows_the_trainers_device_not_the_modules(monkeypatch):
@@ -129,12 +132,12 @@ def test_compile_auto_follows_the_trainers_device_not_the_modules(monkeypatch):
         strategy = Strategy()
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # no TF32 change
-    module = tiny_module("auto")
-    module._trainer = Trainer()
     calls = []
-    module.model.compile = lambda *a, **k: calls.append(1)
+    monkeypatch.setattr(torch, "compile", lambda model, *a, **k: calls.append(model))
+    module = tiny_module("auto")
+    module.trainer = Trainer()
     module.configure_model()
-    assert calls == [1]
+    assert calls == [module.model]
 
 
 def test_tf32_only_on_ampere_or_newer_gpus(monkeypatch):
