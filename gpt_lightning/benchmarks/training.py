@@ -136,6 +136,7 @@ def run_plain(cli: BenchCLI) -> StepClock:
     module.to(device)
     module.configure_model()  # torch.compile when the config asks for it
     model = module.model
+    run = module.compiled or model  # the GPT, compiled as under fit when the config asks (eager if that fails)
     optimizers = module.configure_optimizers()
     optimizer = optimizers["optimizer"] if isinstance(optimizers, dict) else optimizers
     scheduler = optimizers["lr_scheduler"]["scheduler"] if isinstance(optimizers, dict) else None
@@ -152,8 +153,7 @@ def run_plain(cli: BenchCLI) -> StepClock:
             x, y = next(batches)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast:
-                # run_model only differs from model() on the first compiled call (eager fallback)
-                _, loss = module.run_model(x, y) if step == 1 else model(x, y)
+                _, loss = run(x, y)
             loss = loss / accum
             (scaler.scale(loss) if scaler else loss).backward()
         if scaler:
