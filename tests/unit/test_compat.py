@@ -157,3 +157,14 @@ def test_attached_trainer_is_none_until_a_trainer_is_attached():
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     module.trainer = trainer
     assert attached_trainer(module) is trainer
+
+
+def test_set_global_step_moves_global_step():
+    """train/module.py continues a nanoGPT run by setting the fit loop's counters (no public setter in 2.6)."""
+    from gpt_lightning.train.compat import set_global_step
+
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    loop = trainer.fit_loop.epoch_loop
+    assert hasattr(loop, "_batches_that_stepped"), "Lightning's epoch loop lost _batches_that_stepped: see compat.py"
+    set_global_step(trainer, 7)
+    assert trainer.global_step == 7 and loop._batches_that_stepped == 7, "compat.set_global_step no longer works"
