@@ -78,6 +78,7 @@ def final_model_score(ckpt: Path, hellaswag_file: Path) -> tuple[float, float]:
     return correct / n, correct_norm / n
 
 
+@pytest.mark.slow  # a fit with HellaSwag scoring
 def test_fit_logs_hellaswag_at_optimizer_steps(gpt2_data, examples_file, tmp_path, capsys, monkeypatch):
     from gpt_lightning.train.throughput import ThroughputLogger
 

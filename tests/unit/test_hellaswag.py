@@ -24,6 +24,7 @@ def files(tmp_path_factory):
     return make_files(tmp_path_factory.mktemp("hellaswag"))
 
 
+@pytest.mark.slow  # scores with transformers' GPT-2 too
 def test_log_likelihoods_and_accuracies_equal_transformers(files):
     path, _, hf_dir, model, labelled = files
     ref_sums, ref_lengths, ref_acc, ref_acc_norm = reference(hf_dir, labelled)
@@ -58,6 +59,7 @@ def parse_table(out: str) -> dict:
     return {"task": task, "examples": int(examples), "acc": float(acc), "acc_norm": float(acc_norm)}
 
 
+@pytest.mark.slow  # scores with transformers' GPT-2 too
 @pytest.mark.parametrize("which", ["ckpt", "hf"])
 def test_evaluate_command_prints_the_reference_numbers(files, capsys, which):
     path, ckpt, hf_dir, _, labelled = files
@@ -155,6 +157,7 @@ def test_labels_as_strings_are_read(tmp_path):
     assert len(hellaswag.read_examples(tmp_path / "a.jsonl", limit=2)) == 2
 
 
+@pytest.mark.slow  # scores with transformers' GPT-2 too
 def test_shards_hold_every_example_once_and_their_counts_add_up(files):
     path, _, _, model, _ = files
     examples = hellaswag.encode(GPT2Tokenizer(), hellaswag.read_examples(path))

@@ -49,6 +49,7 @@ def test_without_a_source_the_step_does_nothing(tmp_path):
     assert not (tmp_path / "bins").exists()
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_datamodule_does_not_import_the_tokenization_pipeline():
     code = (
         "import sys, gpt_lightning.data.datamodule; "
