@@ -97,8 +97,15 @@ def test_bf16_and_fp32_losses_agree_over_20_steps(tmp_path, shakespeare):
     """bf16 autocast changes the numbers a little, not the training: the same 20 steps in bf16-mixed and in
     32-true (TF32 matmuls) give per-batch losses within 0.05 of each other (bf16 keeps 8 bits of mantissa:
     ~0.4% per operation, ~0.01-0.02 on a loss of 2-4)."""
-    common = ["--model.compile=false", "--model.dropout=0.0", "--model.warmup_steps=5", "--trainer.max_steps=20",
-              "--val_every_n_steps=null", "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0"]
+    common = [
+        "--model.compile=false",
+        "--model.dropout=0.0",
+        "--model.warmup_steps=5",
+        "--trainer.max_steps=20",
+        "--val_every_n_steps=null",
+        "--trainer.limit_val_batches=0",
+        "--trainer.num_sanity_val_steps=0",
+    ]
     (tmp_path / "bf16").mkdir()
     (tmp_path / "fp32").mkdir()
     bf16 = fit(tmp_path / "bf16", shakespeare, "--trainer.precision=bf16-mixed", *common)
