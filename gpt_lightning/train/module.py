@@ -280,6 +280,11 @@ def continue_nanogpt_run(module: GPTLightningModule, run) -> None:
     names[id(module.model.lm_head.weight)] = "transformer.wte.weight"  # nanoGPT's name of the tied tensor
     load_optimizer_state_by_name(trainer.optimizers[0], names, run.optimizer_state)
     step = run.iter_num
+    if 0 <= trainer.max_steps <= step:
+        raise UserError(
+            f"The nanoGPT run is at step {step}, at or past --trainer.max_steps {trainer.max_steps}, so there is "
+            f"nothing to continue; raise --trainer.max_steps above {step}."
+        )
     set_global_step(trainer, step)
     if trainer.lr_scheduler_configs:
         trainer.lr_scheduler_configs[0].scheduler.last_epoch = step

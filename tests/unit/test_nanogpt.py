@@ -295,6 +295,7 @@ def test_init_optimizer_state_continues_a_nanogpt_run(tmp_path):
     assert [lr for _, lr, _ in probe.seen] == pytest.approx([nanogpt_get_lr(s) for s in steps])
     # the first step starts from the file's state of that tensor, which is not AdamW's fresh zeros
     assert torch.equal(probe.seen[0][2], file_state["exp_avg"]) and file_state["exp_avg"].abs().sum() > 0
+    assert dm.batches_consumed == 30  # the data stream starts where DataModule.state_dict places step 30
     assert module.hparams.init_optimizer_state is False  # a --ckpt_path resume does not apply it again
 
 
@@ -370,3 +371,15 @@ def test_a_nanogpt_data_folder_with_ids_past_its_vocabulary_is_refused(tmp_path)
     ids.tofile(data / "val.bin")
     with pytest.raises(UserError, match=f"token id {len(CHARS)}"):
         _ = TokenBinDataModule(data_dir=data, block_size=BLOCK).vocab_size
+
+
+def test_init_optimizer_state_past_max_steps_is_an_error(tmp_path):
+    data = write_nanogpt_data(tmp_path / "data" / "shakespeare_char", "char")
+    ckpt, _, _ = write_nanogpt_run(tmp_path / "out", "char", False, False, iter_num=30)
+    dm = TokenBinDataModule(data_dir=data, block_size=BLOCK, batch_size=4, val_batches=2)
+    module = GPTLightningModule(vocab_size=dm.vocab_size, block_size=BLOCK, tokenizer=dm.tokenizer_meta,
+                                init_from=str(ckpt), init_optimizer_state=True, compile=False)
+    trainer = L.Trainer(accelerator="cpu", max_steps=30, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    with pytest.raises(UserError, match="at or past --trainer.max_steps 30"):
+        trainer.fit(module, dm)
