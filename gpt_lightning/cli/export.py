@@ -67,6 +67,7 @@ def export_nanogpt(
         SCHEDULE_SETTINGS,
         is_nanogpt_checkpoint,
         to_nanogpt_checkpoint,
+        tokenizer_from_meta_pkl,
         write_meta_pkl,
     )
     from gpt_lightning.weights.state_dict import check_state_dict
@@ -96,8 +97,10 @@ def export_nanogpt(
         torch.save(ckpt, f)
     if tokenizer and tokenizer.get("kind") == "char":
         write_meta_pkl(out / "meta.pkl", tokenizer["chars"])
-        print(f"note: nanoGPT's sample.py reads data/{dataset}/meta.pkl: copy {out / 'meta.pkl'} there.",
-              file=sys.stderr)
+        there = Path("data") / dataset / "meta.pkl"  # where sample.py looks, from the folder it runs in
+        if not there.is_file() or tokenizer_from_meta_pkl(there) != tokenizer:
+            print(f"note: nanoGPT's sample.py reads data/{dataset}/meta.pkl (relative to the folder it runs in): "
+                  f"copy {out / 'meta.pkl'} there.", file=sys.stderr)
     elif not tokenizer or tokenizer.get("kind") != "gpt2":
         print("note: the checkpoint does not say its tokenizer; nanoGPT will assume GPT-2's BPE.", file=sys.stderr)
     return out
