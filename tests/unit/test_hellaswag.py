@@ -88,6 +88,21 @@ def test_evaluate_command_prints_the_reference_numbers(files, capsys, which):
     assert row == {"task": "hellaswag", "examples": limit, "acc": round(ref_acc, 4), "acc_norm": round(ref_acc_norm, 4)}
 
 
+def test_evaluate_reads_a_nanogpt_checkpoint(files, tmp_path, capsys):
+    """nanoGPT's own out-*/ckpt.pt (GPT-2 vocabulary padded to 50304, compiled, with mask buffers) loads as
+    `generate` loads it, and scores as the same model scored directly."""
+    from nanogpt_helpers import write_nanogpt_run
+
+    path = files[0]
+    ckpt, model, _ = write_nanogpt_run(tmp_path / "out-gpt2", "gpt2", compiled=True, mask_buffers=True)
+    scores = hellaswag.score(model, hellaswag.encode(GPT2Tokenizer(), hellaswag.read_examples(path)), progress=False)
+    correct, correct_norm, n = hellaswag.counts(scores)
+    main(["evaluate", "--ckpt_path", str(ckpt), "--hellaswag_path", str(path), "--progress", "false"])
+    row = parse_table(capsys.readouterr().out)
+    assert row == {"task": "hellaswag", "examples": n, "acc": round(correct / n, 4),
+                   "acc_norm": round(correct_norm / n, 4)}
+
+
 def run_error(args: list[str], capsys) -> str:
     with pytest.raises(SystemExit) as exc:
         main(args)
