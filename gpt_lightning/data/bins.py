@@ -25,6 +25,8 @@ from gpt_lightning.errors import UserError
 from gpt_lightning.files import AtomicFile, atomic_write
 
 META_FILE = "meta.json"
+# meta.json's only key while `prepare` replaces the bins
+INCOMPLETE = "incomplete"
 SPLITS = ("train", "val")
 FORMAT_VERSION = 1
 
@@ -57,8 +59,13 @@ def summary(meta: dict) -> str:
 
 
 def describe_missing(data_dir: Union[str, Path]) -> str:
-    """Why a folder is not prepared, in a few words: `does not exist` or `has no meta.json`."""
-    return "does not exist" if not Path(data_dir).exists() else f"has no {META_FILE}"
+    """Why a folder is not prepared, in a few words: `does not exist`, `has no meta.json`, or that a `prepare`
+    stopped (or still running) half way through writing it."""
+    if not Path(data_dir).exists():
+        return "does not exist"
+    if _raw_meta(data_dir).get(INCOMPLETE):
+        return "was left half-written by a `prepare` that stopped before it finished (or is still running)"
+    return f"has no {META_FILE}"
 
 
 # ---------------------------------------------------------------- writing (prepare)
@@ -103,9 +110,11 @@ def make_meta(
     }
 
 
-def remove_meta(data_dir: Path) -> None:
-    """Forget a folder's meta.json: until a new one is written, training accepts none of its bins."""
-    (Path(data_dir) / META_FILE).unlink(missing_ok=True)
+def mark_incomplete(data_dir: Path) -> None:
+    """Replace a folder's meta.json by one that says "being written": until the real one replaces it, training
+    accepts none of its bins. (Removing meta.json would not do: bins without meta.json are a nanoGPT data
+    folder, which training reads as it is.)"""
+    write_meta(data_dir, {"format_version": FORMAT_VERSION, INCOMPLETE: True})
 
 
 def write_meta(data_dir: Path, meta: dict) -> None:
@@ -116,8 +125,18 @@ def write_meta(data_dir: Path, meta: dict) -> None:
 # ---------------------------------------------------------------- reading and checking (training)
 
 
+def _raw_meta(data_dir: Union[str, Path]) -> dict:
+    try:
+        meta = json.loads((Path(data_dir) / META_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def read_meta(data_dir: Path) -> dict | None:
-    """meta.json of a data folder, or None when there is none."""
+    """meta.json of a data folder, or None when there is none or it says a `prepare` has not finished."""
+    if _raw_meta(data_dir).get(INCOMPLETE):
+        return None
     path = Path(data_dir) / META_FILE
     if not path.is_file():
         return None

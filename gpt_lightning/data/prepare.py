@@ -22,7 +22,7 @@ from gpt_lightning.data.bins import (
     made_from,
     make_meta,
     read_meta,
-    remove_meta,
+    mark_incomplete,
     token_dtype,
     write_meta,
 )
@@ -129,8 +129,8 @@ def prepare(
             raise UserError(f"Source {source!r} is too small to hold out a validation split; use more text.")
         source_meta = {"name": src.name, "corpus": src.corpus, "documents": len(src), "sha256": digest.hexdigest()}
         meta = make_meta(tok.to_meta(), tok.vocab_size, dtype, writers, val_fraction, source_meta)
-        # Old meta.json goes first, new meta.json last: in between, no meta means no data training accepts.
-        remove_meta(out)
+        # meta.json says "incomplete" first, the new one comes last: in between, training accepts nothing here.
+        mark_incomplete(out)
         for w in writers.values():
             w.commit()
         write_meta(out, meta)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pathlib
 import shutil
 from pathlib import Path
 
@@ -23,15 +22,16 @@ def digest(folder: Path) -> dict[str, str]:
     return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names if (folder / n).exists()}
 
 
-# (what is interrupted, at which call, what training then sees): tokenizing, removing the old meta.json,
-# renaming each file into place (train.bin, val.bin, meta.json)
+# (what is interrupted, at which call, what training then sees): tokenizing, marking meta.json incomplete, renaming
+# each file into place (the incomplete meta.json, train.bin, val.bin, the final meta.json)
 POINTS = [
     ("write", 1, "old"),
     ("write", 2, "old"),
-    ("unlink_meta", 1, "old"),
-    ("replace", 1, "refused"),
+    ("mark_incomplete", 1, "old"),
+    ("replace", 1, "old"),
     ("replace", 2, "refused"),
     ("replace", 3, "refused"),
+    ("replace", 4, "refused"),
 ]
 
 
@@ -65,16 +65,7 @@ def test_interrupted_prepare_leaves_nothing_training_accepts(folders, tmp_path, 
     elif point == "replace":
         monkeypatch.setattr(files.os, "replace", interrupt_on_nth(os.replace))
     else:
-        unlink = pathlib.Path.unlink
-
-        def unlink_meta(self, *args, **kwargs):
-            if self.name == bins.META_FILE:
-                calls["n"] += 1
-                if calls["n"] == nth:
-                    raise KeyboardInterrupt
-            return unlink(self, *args, **kwargs)
-
-        monkeypatch.setattr(pathlib.Path, "unlink", unlink_meta)
+        monkeypatch.setattr(prepare_module, "mark_incomplete", interrupt_on_nth(bins.mark_incomplete))
     with pytest.raises(KeyboardInterrupt):
         prepare_module.prepare(str(folders["root"] / "new.txt"), "char", out, overwrite=True)
     monkeypatch.undo()
@@ -83,8 +74,12 @@ def test_interrupted_prepare_leaves_nothing_training_accepts(folders, tmp_path, 
         out.glob(f".*{files.TMP_MARK}*")
     )  # temporary files are removed (after SIGKILL they stay, never read)
     if expected == "refused":  # nothing half-written is trained on
-        with pytest.raises(UserError, match="has no meta.json"):
+        with pytest.raises(UserError, match="half-written by a `prepare` that stopped"):
             _ = TokenBinDataModule(data_dir=out, block_size=16).meta
+        with pytest.raises(UserError, match="half-written"):  # not taken for a nanoGPT folder (bins, no meta.json)
+            _ = TokenBinDataModule(data_dir=out, block_size=16, source=None).vocab_size
+        prepare_module.prepare(str(folders["root"] / "new.txt"), "char", out)  # a rerun replaces it, no --overwrite
+        assert digest(out) == digest(folders["new"])
     else:  # the old folder, complete and untouched
         _ = TokenBinDataModule(data_dir=out, block_size=16).meta
         assert digest(out) == digest(folders["old"])
