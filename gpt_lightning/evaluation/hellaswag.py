@@ -118,10 +118,9 @@ def fetch(dest: Path = HELLASWAG_LOCAL, url: str = HELLASWAG_URL, timeout: float
     return dest
 
 
-def locate(path: Optional[Union[str, Path]] = None, download: bool = True, option: str = "--hellaswag_path") -> Path:
+def locate(path: Optional[Union[str, Path]] = None, option: str = "--hellaswag_path") -> Path:
     """The HellaSwag validation file: `path` when given, else data/hellaswag/hellaswag_val.jsonl, downloaded
-    there first when missing (and download allows). Raises UserError saying where to put it, or which `option`
-    passes it."""
+    there first when missing. Raises UserError saying where to put it, or which `option` passes it."""
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
@@ -131,17 +130,15 @@ def locate(path: Optional[Union[str, Path]] = None, download: bool = True, optio
         return path
     if HELLASWAG_LOCAL.is_file():
         return HELLASWAG_LOCAL
-    reason = "downloads are off here"
-    if download:
-        try:
-            print(f"Downloading HellaSwag's validation set from {HELLASWAG_URL}", file=sys.stderr)
-            return fetch(HELLASWAG_LOCAL, HELLASWAG_URL)
-        except OSError as e:  # offline, DNS, refused, timeout, 404 (URLError and HTTPError are OSErrors)
-            reason = f"the download failed: {getattr(e, 'reason', e)}"
+    try:
+        print(f"Downloading HellaSwag's validation set from {HELLASWAG_URL}", file=sys.stderr)
+        return fetch(HELLASWAG_LOCAL, HELLASWAG_URL)
+    except OSError as e:  # offline, DNS, refused, timeout, 404 (URLError and HTTPError are OSErrors)
+        reason = getattr(e, "reason", e)
     raise UserError(
-        f"HellaSwag's validation file is not at {HELLASWAG_LOCAL.resolve()} and {reason}; put a copy of "
-        f"hellaswag_val.jsonl ({HELLASWAG_VAL_EXAMPLES:,} lines with ctx, endings, label) there, or pass its path "
-        f"with {option}."
+        f"HellaSwag's validation file is not at {HELLASWAG_LOCAL.resolve()} and the download failed ({reason}); "
+        f"put a copy of hellaswag_val.jsonl ({HELLASWAG_VAL_EXAMPLES:,} lines with ctx, endings, label) there, or "
+        f"pass its path with {option}."
     )
 
 
