@@ -20,8 +20,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from gpt_lightning.data.bins import check_folder, describe_missing, open_split, read_meta, split_tokens
+from gpt_lightning.data.nanogpt import is_nanogpt_data_folder, nanogpt_data_meta
 from gpt_lightning.errors import UserError
-from gpt_lightning.weights.nanogpt import is_nanogpt_data_folder, nanogpt_data_meta
 
 
 def gather_windows(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:

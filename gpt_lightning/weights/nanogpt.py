@@ -8,7 +8,7 @@ What nanoGPT writes (train.py, sample.py, data/*/prepare.py):
   each in `named_parameters()` order. `config` holds every training global (plain values), `dataset` among them.
 - `data/<dataset>/meta.pkl` (character datasets only): a pickled {vocab_size, itos, stoi}. sample.py reads it
   from `data/<config['dataset']>/meta.pkl` relative to the working directory and assumes GPT-2's BPE without it.
-- `train.bin` / `val.bin`: raw uint16 token ids, nothing else.
+- `train.bin` / `val.bin`: raw uint16 token ids, nothing else (data/nanogpt.py reads such a folder).
 
 meta.pkl is a pickle, and unpickling runs whatever code the file names. It is read here by an unpickler that
 can build nothing but the builtin containers, str and int, so a crafted file is refused, never run.
@@ -27,7 +27,7 @@ from typing import Any, Optional, Union
 import torch
 
 from gpt_lightning.errors import UserError
-from gpt_lightning.files import TMP_MARK, atomic_write
+from gpt_lightning.files import atomic_write
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.weights.state_dict import FOREIGN_BUFFERS, strip_wrapper_prefixes, unpad_token_rows
 
@@ -178,38 +178,6 @@ def nanogpt_tokenizer(
         f"{ckpt_path} is a nanoGPT checkpoint with a {vocab_size}-token vocabulary, too small for GPT-2's BPE, and no "
         f"meta.pkl was found (tried {tried}); pass its dataset's meta.pkl with --meta path/to/data/<dataset>/meta.pkl."
     )
-
-
-# ---------------------------------------------------------------- data folders
-
-
-def is_nanogpt_data_folder(data_dir: PathLike) -> bool:
-    """train.bin and val.bin without our meta.json. A folder that `prepare` was writing when it was stopped also
-    lacks meta.json, but it keeps its temporary files (`.NAME.tmp-PID-HOST`), unless a meta.pkl says otherwise."""
-    d = Path(data_dir)
-    if (d / "meta.json").exists() or not ((d / "train.bin").is_file() and (d / "val.bin").is_file()):
-        return False
-    return (d / META_PKL).is_file() or not any(d.glob(f".*{TMP_MARK}*"))
-
-
-def nanogpt_data_meta(data_dir: PathLike) -> dict:
-    """What our meta.json would say about a nanoGPT data folder, read from it and never written into it:
-    uint16 bins, and the tokenizer from meta.pkl (GPT-2's BPE without one, as nanoGPT assumes)."""
-    d = Path(data_dir)
-    if (d / META_PKL).is_file():
-        tokenizer = tokenizer_from_meta_pkl(d / META_PKL)
-        vocab_size, what = len(tokenizer["chars"]), f"characters from {d / META_PKL}"
-    else:
-        tokenizer, vocab_size, what = dict(GPT2_TOKENIZER), GPT2_BPE_VOCAB, "GPT-2 BPE (no meta.pkl)"
-    counts = {}
-    for split in ("train", "val"):
-        size = (d / f"{split}.bin").stat().st_size
-        if size % 2:
-            raise UserError(f"{d / f'{split}.bin'} holds an odd number of bytes, not uint16 ids: it is truncated.")
-        counts[f"{split}_tokens"] = size // 2
-    print(f"note: {d} has no meta.json: reading it as a nanoGPT data folder (uint16 ids, {what}).", file=sys.stderr)
-    source = {"name": str(d), "corpus": f"nanoGPT's {d.name}"}
-    return {"vocab_size": vocab_size, "tokenizer": tokenizer, "dtype": "uint16", **counts, "source": source}
 
 
 # ---------------------------------------------------------------- the optimizer state, by parameter name

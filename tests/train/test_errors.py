@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from gpt_lightning.data.bins import mark_incomplete
 from helpers import make_data, run_cli_in_process, synthetic_text, write_tiny_config
 
 FIT = ["fit", "--config", "tiny.yaml"]
@@ -20,7 +21,7 @@ def copy_data(root: Path, name: str, *, meta: bool = True) -> Path:
     out = root / "data" / name
     shutil.copytree(root / "data" / "tiny", out)
     if not meta:
-        (out / "meta.json").unlink()
+        mark_incomplete(out)  # as a `prepare` that stopped half way leaves it (bins alone are a nanoGPT folder)
     return out
 
 
@@ -96,7 +97,7 @@ def new_run_over_earlier_run(root: Path) -> list[str]:
 
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
-    (bins_without_meta, "error: Data folder data/nometa has no meta.json; prepare it with"),
+    (bins_without_meta, "error: Data folder data/nometa was left half-written by a `prepare` that stopped"),
     (bin_not_whole_tokens, "holds 36001 bytes, not a whole number of uint16 tokens"),
     (
         vocab_exceeds_model,

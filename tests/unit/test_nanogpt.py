@@ -383,3 +383,16 @@ def test_init_optimizer_state_past_max_steps_is_an_error(tmp_path):
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
     with pytest.raises(UserError, match="at or past --trainer.max_steps 30"):
         trainer.fit(module, dm)
+
+
+def test_bins_that_prepare_was_replacing_are_not_a_nanogpt_folder(tmp_path):
+    """An interrupted `prepare` leaves bins too; its incomplete meta.json keeps them from being read as nanoGPT's."""
+    from gpt_lightning.data.bins import mark_incomplete
+    from gpt_lightning.data.nanogpt import is_nanogpt_data_folder
+
+    data = write_nanogpt_data(tmp_path / "gpt2", "gpt2")
+    assert is_nanogpt_data_folder(data)
+    mark_incomplete(data)  # what prepare does before it renames new bins into place
+    assert not is_nanogpt_data_folder(data)
+    with pytest.raises(UserError, match="half-written"):
+        _ = TokenBinDataModule(data_dir=data, block_size=BLOCK).vocab_size
