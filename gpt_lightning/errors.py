@@ -1,29 +1,100 @@
 """Errors a user can cause, and how the command line reports them.
 
 A `UserError` carries one sentence that says what is wrong and how to fix it. The entry point prints it
-without a traceback (set GPT_LIGHTNING_TRACEBACK=1 to see one) and exits with status 2.
+without a traceback (set GPT_LIGHTNING_TRACEBACK=1 to see one) and exits with status 2. The same goes for
+what the file system refuses (a full disk, no permission, a file where a folder should be) and for Lightning's
+own MisconfigurationException, whose messages are sentences about the user's settings; Ctrl-C prints one
+line and exits with 130.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import sys
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Optional
+
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C
 
 
 class UserError(Exception):
     """Something the user can fix: a bad path, a bad config, corrupt or mismatched data, no network."""
 
 
+def free_space(path) -> Optional[int]:
+    """Bytes free on the file system holding `path` (or its nearest existing parent); None if unknown."""
+    path = os.path.abspath(path)
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def disk_full_message(path, needed: Optional[int] = None) -> str:
+    """One sentence for a write that ran out of space: the path, and the space needed where known."""
+    free = free_space(path)
+    amounts = []
+    if needed is not None:
+        amounts.append(f"about {needed / 1e6:,.1f} MB needed")
+    if free is not None:
+        amounts.append(f"{free / 1e6:,.1f} MB free")
+    detail = f" ({', '.join(amounts)})" if amounts else ""
+    return f"The disk is full: could not write {path}{detail}; free some space there or choose another folder."
+
+
+def os_error_message(e: OSError) -> Optional[str]:
+    """One sentence for an OSError the user can fix (full disk, permissions, a path of the wrong kind), else None."""
+    path = e.filename if e.filename is not None else None
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return disk_full_message(path if path is not None else os.getcwd())
+    if path is None:
+        return None
+    reasons = {
+        errno.EACCES: "permission denied",
+        errno.EPERM: "the operation is not permitted",
+        errno.EROFS: "the file system is read-only",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EISDIR: "it is a folder, not a file",
+        errno.EEXIST: "something already exists there",
+        errno.ENOENT: "no such file or folder",
+    }
+    reason = reasons.get(e.errno, e.strerror or type(e).__name__)
+    return f"Could not write or read {path}: {reason}; choose another path, or fix its permissions."
+
+
 @contextlib.contextmanager
 def reported_user_errors() -> Iterator[None]:
-    """Turn a UserError (also one raised inside Lightning's or jsonargparse's calls) into a one-line message
-    on stderr and exit status 2."""
+    """Turn a UserError (also one raised inside Lightning's or jsonargparse's calls), a file-system error the user
+    can fix, or Lightning's MisconfigurationException into a one-line message on stderr and exit status 2, and
+    Ctrl-C into one line and exit status 130."""
     try:
         yield
-    except UserError as e:
+    except KeyboardInterrupt:
         if os.environ.get("GPT_LIGHTNING_TRACEBACK"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print("\ninterrupted (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None
+    except Exception as e:
+        if os.environ.get("GPT_LIGHTNING_TRACEBACK"):
+            raise
+        message = user_message(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def user_message(e: BaseException) -> Optional[str]:
+    """The one sentence to print for an exception the user can fix, or None for a bug (shown as a traceback)."""
+    if isinstance(e, UserError):
+        return str(e)
+    if isinstance(e, OSError):
+        return os_error_message(e)
+    if type(e).__name__ == "MisconfigurationException":  # Lightning's: a sentence about the user's settings
+        return str(e).strip().splitlines()[0]
+    return None

@@ -158,3 +158,23 @@ def build_tokenizer(kind: str, text: str | None = None) -> Tokenizer:
     if kind == "gpt2":
         return GPT2Tokenizer()
     raise UserError(f"Unknown tokenizer {kind!r}; use 'char' or 'gpt2'.")
+
+
+def tokenizer_difference(theirs: dict, ours: dict) -> str | None:
+    """How two tokenizer metas differ, as a phrase ("'char' there, 'gpt2' here"; "the same 'char' kind, but id 3 is
+    'd' there and 'x' here"), or None when token ids mean the same text in both. Comparing sizes is not enough: two
+    character vocabularies of one size map ids to other characters."""
+    kind, our_kind = theirs.get("kind"), ours.get("kind")
+    if kind != our_kind:
+        return f"tokenizer {kind!r} there, {our_kind!r} here"
+    if kind == CharTokenizer.kind:
+        chars, our_chars = list(theirs.get("chars") or []), list(ours.get("chars") or [])
+        if chars == our_chars:
+            return None
+        for i, (a, b) in enumerate(zip(chars, our_chars)):
+            if a != b:
+                return f"the same 'char' tokenizer, but token id {i} is {a!r} there and {b!r} here"
+        return f"the same 'char' tokenizer, but {len(chars)} characters there and {len(our_chars)} here"
+    if theirs != ours:
+        return f"tokenizer {theirs} there, {ours} here"
+    return None

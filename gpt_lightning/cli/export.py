@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -16,6 +21,7 @@ def export(
     format: Literal["hf", "nanogpt"] = "hf",
     meta: Optional[Path] = None,
     dataset: Optional[str] = None,
+    overwrite: bool = False,
 ) -> Path:
     """Export a checkpoint written by `fit` (or nanoGPT's) as a Hugging Face GPT-2 folder or as nanoGPT's ckpt.pt.
 
@@ -34,6 +40,8 @@ def export(
             sample.py finds it.
         dataset: with --format nanogpt, the name written as config['dataset'] (sample.py then reads
             data/<dataset>/meta.pkl); default: the name of the folder `fit` read the data from.
+        overwrite: replace what a non-empty --out holds (an earlier export); without it such a folder is refused.
+            The new export is built beside it and swapped in whole, so a failed export leaves the old one intact.
     """
     from gpt_lightning.weights.checkpoint import (
         checkpoint_tokenizer,
@@ -42,6 +50,8 @@ def export(
     )
     from gpt_lightning.weights.state_dict import gpt_state_dict
 
+    out = Path(out)
+    check_out_folder(out, overwrite)
     checkpoint = read_checkpoint(ckpt_path)
     config = config_from_checkpoint(checkpoint)
     raw = checkpoint.get("state_dict") or checkpoint.get("model")
@@ -49,17 +59,67 @@ def export(
         raise UserError(f"Checkpoint {ckpt_path} has no model weights (no state_dict); pass a .ckpt written by `fit`.")
     sd = gpt_state_dict(raw)
     tokenizer = checkpoint_tokenizer(ckpt_path, checkpoint, config.vocab_size, meta)
-    if format == "hf":
-        from gpt_lightning.weights.hf import export_model
+    with replaced_folder(out) as staging:
+        if format == "hf":
+            from gpt_lightning.weights.hf import export_model
 
-        return export_model(config, sd, out, tokenizer)
-    return export_nanogpt(ckpt_path, checkpoint, config, sd, tokenizer, Path(out), dataset)
+            export_model(config, sd, staging, tokenizer)
+        else:
+            export_nanogpt(ckpt_path, checkpoint, config, sd, tokenizer, out, dataset, staging)
+    return out
+
+
+def check_out_folder(out: Path, overwrite: bool) -> None:
+    """Refuse an --out that is a file, or a folder with files in it unless --overwrite: an export never replaces
+    what a user has without being asked to."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; export writes a folder: choose another --out.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        found = sorted(p.name for p in out.iterdir())
+        raise UserError(
+            f"--out {out} is not empty ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}); pass --overwrite "
+            "to replace its contents, or choose another --out."
+        )
+
+
+@contextlib.contextmanager
+def replaced_folder(out: Path) -> Iterator[Path]:
+    """A new, empty folder beside `out` to write into; when the block ends, it takes `out`'s place by renames (the
+    old folder and every file in it go, so no stale file of an earlier export is left beside the new one). If
+    the block fails, the new folder is removed and `out` is left as it was. Files get the mode a new file gets
+    under the umask (safetensors writes 0600)."""
+    out = out.resolve()
+    tag = f"{os.getpid()}-{socket.gethostname()}"
+    staging, old = out.with_name(f".{out.name}.export-{tag}"), out.with_name(f".{out.name}.replaced-{tag}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in staging.iterdir():
+            path.chmod(0o666 & ~umask)
+        if out.exists():
+            os.rename(out, old)
+            try:
+                os.rename(staging, out)
+            except BaseException:
+                os.rename(old, out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def export_nanogpt(
-    ckpt_path, checkpoint: dict, config, sd: dict, tokenizer: Optional[dict], out: Path, dataset: Optional[str]
+    ckpt_path, checkpoint: dict, config, sd: dict, tokenizer: Optional[dict], out: Path, dataset: Optional[str],
+    write_to: Optional[Path] = None,
 ) -> Path:
-    """out/ckpt.pt (+ out/meta.pkl for a character model) from a checkpoint already read."""
+    """out/ckpt.pt (+ out/meta.pkl for a character model) from a checkpoint already read (written into `write_to`,
+    when given, which becomes `out` later)."""
     import torch
 
     from gpt_lightning.files import atomic_write
@@ -92,11 +152,12 @@ def export_nanogpt(
     )
     if is_nanogpt_checkpoint(checkpoint) and isinstance(checkpoint.get("optimizer"), dict):
         ckpt["optimizer"] = checkpoint["optimizer"]  # already numbered as nanoGPT numbers it
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "ckpt.pt") as f:
+    folder = write_to or out
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_write(folder / "ckpt.pt") as f:
         torch.save(ckpt, f)
     if tokenizer and tokenizer.get("kind") == "char":
-        write_meta_pkl(out / "meta.pkl", tokenizer["chars"])
+        write_meta_pkl(folder / "meta.pkl", tokenizer["chars"])
         there = Path("data") / dataset / "meta.pkl"  # where sample.py looks, from the folder it runs in
         if not there.is_file() or tokenizer_from_meta_pkl(there) != tokenizer:
             print(f"note: nanoGPT's sample.py reads data/{dataset}/meta.pkl (relative to the folder it runs in): "
@@ -117,5 +178,10 @@ def _best_val_loss(checkpoint: dict) -> Optional[float]:
 def main(args: list[str]) -> None:
     from jsonargparse import CLI
 
+    # `--overwrite` alone means true (jsonargparse wants a value), as in prepare
+    args = [
+        "--overwrite=true" if a == "--overwrite" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
+        for i, a in enumerate(args)
+    ]
     out = CLI(export, args=args, prog="python -m gpt_lightning export")
     print(f"exported to {out}: " + ", ".join(sorted(p.name for p in Path(out).iterdir())))

@@ -5,11 +5,14 @@ the callbacks that are always there (checkpoints, LR, samples, throughput) as th
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import re
 import warnings
 from pathlib import Path
 from typing import Optional
 
+from jsonargparse import ArgumentError
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import (
     LearningRateMonitor,
@@ -29,6 +32,7 @@ from gpt_lightning.train.callbacks import LastCheckpoint, TextSampleCallback
 from gpt_lightning.train.fsdp import fsdp_strategy
 from gpt_lightning.train.hellaswag import HellaSwagEval
 from gpt_lightning.train.module import GPTLightningModule
+from gpt_lightning.train.runlock import RunLock, is_first_process
 from gpt_lightning.train.throughput import ThroughputLogger
 
 # The validation dataset has a length so progress bars know their total; it is not split over workers, so
@@ -38,25 +42,36 @@ warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` de
 
 class GPTLightningCLI(LightningCLI):
     def __init__(self, args=None, run: bool = True) -> None:
-        super().__init__(
-            GPTLightningModule,
-            TokenBinDataModule,
-            seed_everything_default=1337,
-            # the module's configure_optimizers (decay groups + LR schedule) must not be replaced silently
-            auto_configure_optimizers=False,
-            # a resumed or requeued run reuses its log folder
-            save_config_kwargs={"overwrite": True},
-            trainer_defaults={"max_epochs": -1, "log_every_n_steps": 50},
-            args=args,
-            run=run,
-        )
+        self.run_lock: Optional[RunLock] = None  # taken for a `fit` that runs now (before_instantiate_classes)
+        self.runs_now = run
+        try:
+            super().__init__(
+                GPTLightningModule,
+                TokenBinDataModule,
+                seed_everything_default=1337,
+                # the module's configure_optimizers (decay groups + LR schedule) must not be replaced silently
+                auto_configure_optimizers=False,
+                # a resumed or requeued run reuses its log folder
+                save_config_kwargs={"overwrite": True},
+                trainer_defaults={"max_epochs": -1, "log_every_n_steps": 50},
+                # a mistake in the options is one line and a hint (parse_arguments), not ~100 lines of usage
+                parser_kwargs={"exit_on_error": False},
+                args=args,
+                run=run,
+            )
+        finally:  # with run=True the subcommand has run inside the constructor
+            if self.run_lock is not None:
+                self.run_lock.release()
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         """Parse; with --ckpt_path, parse again with the checkpoint's hyperparameters as parser defaults, so that
         defaults < checkpoint < config file < command line. (LightningCLI 2.6 itself applies them over the config
         file and command line, right after this hook: #21455, open. It is kept from seeing the path, which
         before_instantiate_classes gives back; tests/test_compat.py checks that Lightning still works this way.)"""
-        super().parse_arguments(parser, args)
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as e:
+            raise UserError(argument_error_message(str(e), self.known_keys)) from e
         subcommand = self.config.get("subcommand")
         self.resume_from = None  # (path, memory-mapped checkpoint) to check against the model once it is built
         if not subcommand:
@@ -78,6 +93,7 @@ class GPTLightningCLI(LightningCLI):
         self.config[subcommand]["ckpt_path"] = None  # hidden from LightningCLI's own checkpoint parsing (#21455)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        self.subcommand_parsers = [*getattr(self, "subcommand_parsers", []), parser]
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.tokenizer_meta", "model.tokenizer", apply_on="instantiate")
@@ -106,6 +122,14 @@ class GPTLightningCLI(LightningCLI):
         parser.add_lightning_class_args(ThroughputLogger, "throughput")
         parser.add_lightning_class_args(HellaSwagEval, "eval")
 
+    @property
+    def known_keys(self) -> list[str]:
+        """Every option a subcommand takes, dotted (`model.n_layer`), for the hint after a misspelled one."""
+        keys: set[str] = set()
+        for parser in getattr(self, "subcommand_parsers", []):
+            keys.update(k for k in parser.get_defaults().keys() if k != "__path__")
+        return sorted(keys)
+
     def subcommand_config(self, config):
         """The part of a (parsed or instantiated) config that belongs to the subcommand being run."""
         return config[self.subcommand] if self.subcommand else config
@@ -118,6 +142,15 @@ class GPTLightningCLI(LightningCLI):
         trainer = config.trainer
         if trainer.precision is None:
             trainer.precision = auto_precision()
+        if trainer.max_steps is not None and trainer.max_steps < -1:
+            raise UserError(f"--trainer.max_steps must be -1 (no limit) or at least 0, got {trainer.max_steps}.")
+        if trainer.get("logger") is False:
+            # Lightning would write config.yaml into trainer.log_dir, which is the working directory without a
+            # logger: a user's own config.yaml there would be replaced. The checkpoints hold the settings anyway.
+            self.save_config_callback = None
+        if self.subcommand == "fit" and config.checkpoint.dirpath and self.runs_now and is_first_process():
+            # one run per folder, taken before the folder is checked or written (train/runlock.py)
+            self.run_lock = RunLock(config.checkpoint.dirpath).acquire()
         if self.subcommand == "fit" and not config.get("ckpt_path"):
             resume.refuse_to_overwrite_run(config.checkpoint.dirpath)
         # the named step that may download and tokenize --data.source, before argument linking reads meta.json
@@ -190,3 +223,27 @@ def set_tokens_per_step(trainer: Trainer, data: TokenBinDataModule) -> int:
         f"device(s) x {trainer.num_nodes} node(s) x {accumulate} accumulation ({how}) = {per_pass * accumulate:,}"
     )
     return per_pass * accumulate
+
+
+def argument_error_message(message: str, known_keys: list[str]) -> str:
+    """jsonargparse's error in one line, plus the closest valid option for a misspelled one (`model.n_layr` or
+    `n_layr` -> `model.n_layer`); a value of the wrong type says which types the option takes."""
+    help_hint = "python -m gpt_lightning fit --help lists every option"
+    typed = re.search(r'Parser key "([^"]+)"', message)
+    if typed:
+        expected = message.split("Given value type")[0]
+        types = dict.fromkeys(t.replace("NoneType", "null") for t in re.findall(r"<class '(\w+)'>", expected))
+        given = re.search(r"Given value: (.*)", message)
+        value = f" {given.group(1).strip()!r}" if given else " this value"
+        takes = " or ".join(types) or "another type"
+        return f"--{typed.group(1)} does not accept{value}: it takes {takes} ({help_hint})."
+    text = "; ".join(line.strip() for line in message.strip().splitlines()[:2] if line.strip())
+    unknown = re.search(r"(?:option '|unrecognized arguments: --?)([\w.]+)", message)
+    if unknown and unknown.group(1) not in known_keys:
+        wrong = unknown.group(1)
+        leaves = {key.rsplit(".", 1)[-1]: key for key in known_keys}
+        close = difflib.get_close_matches(wrong, known_keys, n=1, cutoff=0.75)
+        close = close or [leaves[m] for m in difflib.get_close_matches(wrong.rsplit(".", 1)[-1], list(leaves), n=1)]
+        if close:
+            return f"{text}; did you mean {close[0]}? ({help_hint})"
+    return f"{text} ({help_hint})"

@@ -216,8 +216,18 @@ def check_split_sizes(data_dir: Path, meta: dict, block_size: int) -> None:
             )
 
 
+# What training reads from meta.json (an empty or hand-made one must not pass as a folder of 0 tokens).
+REQUIRED_META = ("vocab_size", "tokenizer", "dtype", "train_tokens", "val_tokens")
+
+
 def check_folder(data_dir: Path, meta: dict, block_size: int) -> None:
     """Every check a prepared folder must pass before training starts: sizes, windows, token ids."""
+    missing = [key for key in REQUIRED_META if key not in meta]
+    if missing:
+        raise UserError(
+            f"{Path(data_dir) / META_FILE} lacks {', '.join(missing)}: it was not written by `prepare`, or was edited; "
+            "prepare the folder again with --overwrite."
+        )
     check_split_sizes(data_dir, meta, block_size)
     for split in SPLITS:
         check_token_ids(data_dir, meta, split, open_split(data_dir, split, meta))

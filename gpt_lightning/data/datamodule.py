@@ -157,6 +157,12 @@ class TokenBinDataModule(L.LightningDataModule):
                 None: accumulate_grad_batches is used as given.
         """
         super().__init__()
+        for name, value, least in (
+            ("block_size", block_size, 1), ("batch_size", batch_size, 1), ("val_batches", val_batches, 1),
+            ("num_workers", num_workers, 0), ("tokens_per_step", tokens_per_step or 1, 1),
+        ):  # fmt: skip
+            if value < least:
+                raise UserError(f"--data.{name} must be at least {least}, got {value}.")
         self.data_dir = Path(data_dir)
         self.source, self.tokenizer = source, tokenizer
         self.block_size, self.batch_size = block_size, batch_size

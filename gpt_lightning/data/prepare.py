@@ -9,6 +9,7 @@ the count in meta.json: an interrupted prepare never leaves data that training w
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import math
 from pathlib import Path
@@ -28,7 +29,7 @@ from gpt_lightning.data.bins import (
 )
 from gpt_lightning.data.encode import encode_batches, make_batches
 from gpt_lightning.data.sources import Source, resolve_source
-from gpt_lightning.errors import UserError
+from gpt_lightning.errors import UserError, disk_full_message
 from gpt_lightning.files import remove_stale_temporaries
 from gpt_lightning.tokenizer import GPT2Tokenizer, Tokenizer, build_tokenizer
 
@@ -80,6 +81,8 @@ def prepare(
     if not 0 <= val_fraction < 1:
         raise UserError(f"--val_fraction must be in [0, 1), got {val_fraction}.")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; prepare writes a data folder: choose another --out.")
     src = resolve_source(source)
     existing = read_meta(out)
     if existing is not None and not overwrite:
@@ -91,8 +94,24 @@ def prepare(
             )
 
     tok = _tokenizer_for(src, tokenizer)
-    dtype = token_dtype(tok.vocab_size)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_bins(out, src, source, tok, val_fraction, num_proc, batch_chars)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # numpy's tofile names no file: name the folder
+            raise UserError(disk_full_message(out)) from e
+        raise
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a failed prepare leaves no empty folder behind it
+
+
+def _write_bins(
+    out: Path, src: Source, source: str, tok: Tokenizer, val_fraction: float, num_proc: int, batch_chars: int
+) -> dict:
+    """Encode the source into out/'s bins and meta.json (each in place only once complete)."""
+    dtype = token_dtype(tok.vocab_size)
     remove_stale_temporaries(out)
     writers = {split: BinWriter(out, split, dtype) for split in SPLITS}
     digest = hashlib.sha256()
@@ -123,6 +142,11 @@ def prepare(
                 bar.set_postfix_str(f"{tokens:,} tokens, {tokens / elapsed:,.0f} tok/s", refresh=False)
                 bar.update(batch.position - bar.n)  # redraws, postfix included
         counts = {split: w.count for split, w in writers.items()}
+        if counts["train"] == 0 and counts["val"] > 0:
+            raise UserError(
+                f"Source {source!r} is too small to split: its {counts['val']} token(s) all went to val; use more text "
+                "(or --val_fraction 0)."
+            )
         if counts["train"] == 0:
             raise UserError(f"Source {source!r} has no text to train on; check that its files are not empty.")
         if counts["val"] == 0 and val_fraction > 0:

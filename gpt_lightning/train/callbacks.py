@@ -48,6 +48,17 @@ class LastCheckpoint(L.Callback):
         every = self.every_n_train_steps
         if every > 0 and trainer.global_step % every == 0:
             self.save(trainer)
+        self.stop_if_requested(trainer)
+
+    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx, *args):
+        # A stop asked for during validation (in fit) need not wait for the rest of it: the training state is at an
+        # optimizer-step boundary all through validation, so last.ckpt can be saved now; on resume Lightning skips
+        # the rest of this validation and trains on.
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self.stop_if_requested(trainer)
+
+    def stop_if_requested(self, trainer: L.Trainer) -> None:
+        """If SIGINT or SIGTERM came (on any rank): save last.ckpt and exit with status 128 + signal number."""
         signum = self.stop_request.requested(trainer)
         if signum is None:
             return

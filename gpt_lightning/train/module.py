@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
+from gpt_lightning.errors import UserError
 from gpt_lightning.hardware import enable_tf32
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.train import resume
@@ -106,7 +107,11 @@ class GPTLightningModule(L.LightningModule):
         architecture = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, bias=bias, gelu_approximate=gelu_approximate)
         if init_from == "scratch":
             given = dict(architecture, vocab_size=vocab_size, block_size=block_size)
-            self.model = GPT(GPTConfig(dropout=dropout, **{k: v for k, v in given.items() if v is not None}))
+            try:
+                config = GPTConfig(dropout=dropout, **{k: v for k, v in given.items() if v is not None})
+            except ValueError as e:  # n_embd not a multiple of n_head, a size below 1: the user's settings
+                raise UserError(f"Invalid --model settings: {e}") from e
+            self.model = GPT(config)
         else:
             self.model = self.pretrained(
                 init_from, vocab_size, block_size, dropout, tokenizer, architecture, init_optimizer_state

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -28,8 +29,9 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from gpt_lightning.errors import UserError
+from gpt_lightning.errors import UserError, disk_full_message, free_space
 from gpt_lightning.files import atomic_write
+from gpt_lightning.tokenizer import tokenizer_difference
 from gpt_lightning.weights.checkpoint import read_checkpoint
 from gpt_lightning.weights.state_dict import gpt_state_dict, shape_mismatches
 
@@ -50,8 +52,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote: Lightning's way
-        with atomic_write(path) as f:
-            torch.save(checkpoint, f)
+        try:
+            with atomic_write(path) as f:
+                torch.save(checkpoint, f)
+        except Exception as e:  # torch reports a full disk as "unexpected pos ...", its OSError as the context
+            needed = checkpoint_bytes(checkpoint)
+            free = free_space(path)
+            if caused_by_full_disk(e) or (free is not None and free < needed):
+                raise UserError(disk_full_message(path, needed)) from e
+            raise
+
+
+def checkpoint_bytes(checkpoint: Any) -> int:
+    """Bytes of the tensors in a checkpoint: about the size of its file."""
+    if isinstance(checkpoint, torch.Tensor):
+        return checkpoint.nelement() * checkpoint.element_size()
+    if isinstance(checkpoint, dict):
+        return sum(checkpoint_bytes(v) for v in checkpoint.values())
+    if isinstance(checkpoint, (list, tuple)):
+        return sum(checkpoint_bytes(v) for v in checkpoint)
+    return 0
+
+
+def caused_by_full_disk(e: Optional[BaseException]) -> bool:
+    """Whether a full disk (ENOSPC, or a quota) is anywhere in an exception's chain."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def with_atomic_checkpoint_io(plugins: Any) -> list:
@@ -78,7 +109,7 @@ class TrainingInterrupted(SystemExit):
 class StopRequest:
     """Turns the first SIGINT or SIGTERM into a request that training polls at step boundaries.
 
-    A second SIGINT stops at once (KeyboardInterrupt), without saving. Lightning's own SIGTERM handler is
+    A second SIGINT stops at once (exit status 130), without saving. Lightning's own SIGTERM handler is
     replaced while training runs: it would end the run after the current micro-batch, in the middle of
     gradient accumulation, and restored when training ends.
     """
@@ -104,7 +135,9 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # the second Ctrl-C: stop now, nothing saved
+            # the second Ctrl-C: stop now, nothing saved. Not KeyboardInterrupt, which Lightning turns into exit 1.
+            sys.stderr.write("\nSIGINT again: stopping at once; last.ckpt holds the last step it saved.\n")
+            raise TrainingInterrupted(signal.SIGINT)
         if self.signum is None:
             self.signum = signum
             name = signal.Signals(signum).name
@@ -142,6 +175,14 @@ def resolve_ckpt_path(ckpt_path: Optional[str], checkpoint_dir: Optional[str]) -
         return None
     if ckpt_path in ("best", "hpc", "registry") or "://" in ckpt_path:
         return ckpt_path
+    if Path(ckpt_path).is_dir():  # a run's folder means its last.ckpt, as for `generate` and `export`
+        last = Path(ckpt_path) / "last.ckpt"
+        if not last.is_file():
+            raise UserError(
+                f"--ckpt_path {ckpt_path} is a folder without a last.ckpt; give the path of a .ckpt file in it, or "
+                "the folder of a run that saved one."
+            )
+        return str(last)
     if not Path(ckpt_path).is_file():
         raise UserError(
             f"--ckpt_path {ckpt_path} does not exist; give the path of a .ckpt file, or `last` to resume from "
@@ -167,11 +208,20 @@ def checkpoint_hparams_as_defaults(hparams: dict, known: set[str]) -> dict[str, 
 
 
 def check_checkpoint_fits(path: str, ckpt: dict, model: torch.nn.Module, hparams: dict) -> None:
-    """Refuse, in one sentence, a checkpoint whose weights do not have the shapes of the model built now."""
+    """Refuse, in one sentence, a checkpoint whose weights do not have the shapes of the model built now, or whose
+    tokenizer is not the data's (same shapes, but ids that decode to other text)."""
     theirs = gpt_state_dict(dict(ckpt["state_dict"]))  # as GPTLightningModule.on_load_checkpoint reads it
     ours = {k: v.shape for k, v in gpt_state_dict(model.state_dict()).items()}
     missing, unexpected, wrong = shape_mismatches(theirs, ours)
     if not (missing or unexpected or wrong):
+        saved, data = (ckpt.get("hyper_parameters") or {}).get("tokenizer"), hparams.get("tokenizer")
+        difference = tokenizer_difference(saved, data) if saved and data else None
+        if difference:
+            raise UserError(
+                f"Checkpoint {path} was trained on other tokens than this data's ({difference}), so its ids would "
+                "mean other text; use the data folder it was trained on (data_dir), or prepare the data from the "
+                "same text with the same tokenizer."
+            )
         return
     old = ckpt.get("hyper_parameters", {})
     diffs = [f"{k}={old[k]} there, {hparams[k]} here" for k in ARCHITECTURE if k in old and old[k] != hparams.get(k)]

@@ -8,6 +8,7 @@ constructor arguments) and its weights in `state_dict` under `model.`. nanoGPT's
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 from typing import Optional, Union
 
@@ -42,15 +43,22 @@ def read_checkpoint(path: Union[str, Path], *, mmap: bool = False, expected: str
         path = found
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass {expected}, e.g. out/NAME/checkpoints/last.ckpt.")
+    instead = f"pass {expected}"
+    others = sorted(path.parent.glob("best-*.ckpt")) if path.name == "last.ckpt" else []
+    if others:  # a run killed while Lightning wrote last.ckpt itself; our own saves are atomic
+        instead = f"resume from {others[-1]} beside it instead, or pass another checkpoint"
     try:
         # weights_only: tensors and plain containers only, so a checkpoint cannot run code when it is read
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as e:  # the unpickler fails in many ways on a truncated or foreign file
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise UserError(f"{path} is not a readable checkpoint (corrupt, or not a torch file); {instead}.") from e
         raise UserError(
-            f"{path} is not a readable checkpoint ({type(e).__name__}: {first_line[:200]}); it is truncated, "
-            f"not a torch file, or holds Python objects beyond tensors: pass {expected}."
+            f"{path} holds Python objects beyond tensors, which could run code when read; refused for safety: pass "
+            f"{expected}."
         ) from e
+    except Exception as e:  # the unpickler fails in many ways on a truncated or foreign file
+        raise UserError(f"{path} is not a readable checkpoint (it may be truncated); {instead}.") from e
     if not isinstance(checkpoint, dict):
         raise UserError(f"{path} holds a {type(checkpoint).__name__}, not a dict of tensors; pass {expected}.")
     return checkpoint

@@ -28,6 +28,7 @@ import torch
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import atomic_path, atomic_write, copy_file
 from gpt_lightning.model import GPTConfig
+from gpt_lightning.tokenizer import tokenizer_difference
 from gpt_lightning.weights.checkpoint import read_checkpoint
 from gpt_lightning.weights.state_dict import (
     FOREIGN_BUFFERS,
@@ -177,8 +178,16 @@ def read_safetensors(path: Path) -> tuple[dict, dict]:
         for shard in sorted(set(index["weight_map"].values())):
             tensors.update(read_safetensors(path.parent / shard)[0])
         return tensors, metadata
-    with safe_open(str(path), framework="pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+    except OSError:
+        raise
+    except Exception as e:  # safetensors' SafetensorError and others on a truncated or foreign file
+        raise UserError(
+            f"{path} is not a readable .safetensors file ({str(e).strip()[:120]}); it is truncated or corrupt: "
+            "export or download it again."
+        ) from e
 
 
 def infer_hf_config(sd: dict) -> dict:
@@ -240,11 +249,20 @@ def load_pretrained(init_from: str) -> tuple[GPTConfig, dict, Optional[dict]]:
         candidates = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"]
         weights = next((folder / c for c in candidates if (folder / c).is_file()), None)
         if weights is None:
-            raise UserError(f"{folder} holds none of {', '.join(candidates)}; pass a Hugging Face GPT-2 model folder.")
+            raise UserError(
+                f"{folder} holds neither a last.ckpt (a `fit` run's folder) nor any of {', '.join(candidates)} (a "
+                "Hugging Face GPT-2 folder); pass a checkpoint file or such a folder."
+            )
     else:
         folder, weights = path.parent, path
     if weights.suffix == ".bin":
         sd, metadata = read_checkpoint(weights, expected="a Hugging Face GPT-2 folder or .safetensors file"), {}
+        others = sorted(k for k, v in sd.items() if not isinstance(v, torch.Tensor))
+        if others:
+            raise UserError(
+                f"{weights} holds {others[0]!r}, which is not a tensor, so it is not a model's weights; pass a "
+                "Hugging Face GPT-2 folder or .safetensors file."
+            )
     elif weights.name.endswith((".safetensors", ".index.json")):
         sd, metadata = read_safetensors(weights)
     else:
@@ -284,10 +302,11 @@ def adapt_pretrained(
                 f"--model.{name}={value} conflicts with the weights of {source}, which have {name}="
                 f"{getattr(config, name)}; the architecture comes from the weights, so leave --model.{name} unset."
             )
-    if data_tokenizer is not None and tokenizer is not None and data_tokenizer != tokenizer:
+    difference = tokenizer_difference(tokenizer, data_tokenizer) if data_tokenizer and tokenizer else None
+    if difference:
         raise UserError(
-            f"The data is tokenized with {data_tokenizer.get('kind')!r} but {source} was trained on "
-            f"{tokenizer.get('kind')!r} tokens; prepare the data with --tokenizer {tokenizer.get('kind')}."
+            f"The data's tokens do not mean what {source}'s do ({difference}): ids would decode to other text; "
+            f"prepare the data with the tokenizer (and for 'char', the text) the model was trained on."
         )
     tokenizer = data_tokenizer or tokenizer
     if vocab_size is not None and vocab_size != config.vocab_size:
