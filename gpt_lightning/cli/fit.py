@@ -148,11 +148,8 @@ class GPTLightningCLI(LightningCLI):
             # Lightning would write config.yaml into trainer.log_dir, which is the working directory without a
             # logger: a user's own config.yaml there would be replaced. The checkpoints hold the settings anyway.
             self.save_config_callback = None
-        if self.subcommand == "fit" and config.checkpoint.dirpath and self.runs_now and is_first_process():
-            # one run per folder, taken before the folder is checked or written (train/runlock.py)
-            self.run_lock = RunLock(config.checkpoint.dirpath).acquire()
         if self.subcommand == "fit" and not config.get("ckpt_path"):
-            resume.refuse_to_overwrite_run(config.checkpoint.dirpath)
+            resume.refuse_to_overwrite_run(config.checkpoint.dirpath)  # early; again under the lock
         # the named step that may download and tokenize --data.source, before argument linking reads meta.json
         prepare_if_missing(config.data.data_dir, config.data.source, config.data.tokenizer)
 
@@ -162,8 +159,15 @@ class GPTLightningCLI(LightningCLI):
             path, ckpt = self.resume_from
             resume.check_checkpoint_fits(path, ckpt, self.model, dict(self.model.hparams))
             self.resume_from = None  # the mmap'ed checkpoint is not needed any more
-        if self.subcommand == "fit" and self.config.fit.checkpoint.dirpath:
-            remove_stale_temporaries(self.config.fit.checkpoint.dirpath)  # of a run killed while saving
+        dirpath = self.config.fit.checkpoint.dirpath if self.subcommand == "fit" else None
+        if dirpath and self.runs_now and is_first_process():
+            # one run per folder, for as long as it runs; the check for an earlier run's checkpoints is only
+            # race-free under it (train/runlock.py)
+            self.run_lock = RunLock(dirpath).acquire()
+            if not self.config.fit.get("ckpt_path"):
+                resume.refuse_to_overwrite_run(dirpath)
+        if dirpath:
+            remove_stale_temporaries(dirpath)  # of a run killed while saving
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         config = self.subcommand_config(self.config)

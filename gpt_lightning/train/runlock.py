@@ -38,12 +38,14 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self.fd: Optional[int] = None
+        self.created = False  # whether acquire made the folder
 
     def acquire(self) -> RunLock:
         try:
             import fcntl
         except ImportError:  # not POSIX: no advisory locks
             return self
+        self.created = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -71,9 +73,14 @@ class RunLock:
         return self
 
     def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor releases the flock
-            self.fd = None
+        if self.fd is None:
+            return
+        if self.created and [p.name for p in self.folder.iterdir()] == [LOCK_NAME]:
+            # the run made the folder and ended before writing anything into it: leave nothing behind
+            self.path.unlink(missing_ok=True)
+            self.folder.rmdir()
+        os.close(self.fd)  # closing the descriptor releases the flock
+        self.fd = None
 
     @staticmethod
     def describe_holder(fd: int) -> str:

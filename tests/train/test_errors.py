@@ -95,6 +95,137 @@ def new_run_over_earlier_run(root: Path) -> list[str]:
     return FIT  # out/ckpt holds the earlier run's last.ckpt
 
 
+def other_characters(root: Path) -> str:
+    """data/shifted: the same number of characters as data/tiny, one of them another ('a' -> 'k')."""
+    make_data(root, "shifted", text=synthetic_text().replace("a", "k"))
+    return "data/shifted"
+
+
+def resume_on_other_characters(root: Path) -> list[str]:
+    return [*FIT, "--data.data_dir", other_characters(root), "--ckpt_path", "out/ckpt/last.ckpt"]
+
+
+def validate_on_other_characters(root: Path) -> list[str]:
+    return ["validate", "--config", "tiny.yaml", "--data.data_dir", other_characters(root), "--ckpt_path", "out/ckpt"]
+
+
+def init_from_other_characters(root: Path) -> list[str]:
+    data = other_characters(root)
+    return [*FIT, "--data.data_dir", data, "--model.init_from", "out/ckpt/last.ckpt", "--checkpoint.dirpath", "out/new"]
+
+
+def n_embd_not_multiple_of_n_head(root: Path) -> list[str]:
+    return [*FIT, "--model.n_head", "3", "--checkpoint.dirpath", "out/new"]
+
+
+def block_size_zero(root: Path) -> list[str]:
+    return [*FIT, "--data.block_size", "0", "--checkpoint.dirpath", "out/new"]
+
+
+def negative_batch_size(root: Path) -> list[str]:
+    return [*FIT, "--data.batch_size=-4", "--checkpoint.dirpath", "out/new"]
+
+
+def batch_size_zero(root: Path) -> list[str]:
+    return [*FIT, "--data.batch_size=0", "--checkpoint.dirpath", "out/new"]
+
+
+def negative_max_steps(root: Path) -> list[str]:
+    return [*FIT, "--trainer.max_steps=-5", "--checkpoint.dirpath", "out/new"]
+
+
+def misspelled_yaml_key(root: Path) -> list[str]:
+    (root / "typo.yaml").write_text((root / "tiny.yaml").read_text().replace("n_layer:", "n_layr:"))
+    return ["fit", "--config", "typo.yaml", "--checkpoint.dirpath", "out/new"]
+
+
+def misspelled_flag(root: Path) -> list[str]:
+    return [*FIT, "--n_layr", "3", "--checkpoint.dirpath", "out/new"]
+
+
+def value_of_wrong_type(root: Path) -> list[str]:
+    return [*FIT, "--model.n_layer=abc", "--checkpoint.dirpath", "out/new"]
+
+
+def prepare_out_is_a_file(root: Path) -> list[str]:
+    (root / "taken").write_text("mine")
+    return ["prepare", "--source", "tiny.txt", "--out", "taken"]
+
+
+def prepare_out_unwritable(root: Path) -> list[str]:
+    return ["prepare", "--source", "tiny.txt", "--out", "/proc/gpt_lightning_data"]
+
+
+def prepare_one_character(root: Path) -> list[str]:
+    (root / "one.txt").write_text("a")
+    return ["prepare", "--source", "one.txt", "--out", "data/one"]
+
+
+def meta_json_empty(root: Path) -> list[str]:
+    (copy_data(root, "nofields") / "meta.json").write_text("{}")
+    return [*FIT, "--data.data_dir", "data/nofields", "--checkpoint.dirpath", "out/new"]
+
+
+def export_out_is_a_file(root: Path) -> list[str]:
+    (root / "taken").write_text("mine")
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "taken"]
+
+
+def export_into_earlier_export(root: Path) -> list[str]:
+    (root / "exported").mkdir()
+    (root / "exported" / "config.json").write_text("{}")
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "exported"]
+
+
+def generate_folder_without_last(root: Path) -> list[str]:
+    return ["generate", "--ckpt_path", "data", "--max_new_tokens", "5"]
+
+
+def fit_ckpt_path_folder_without_last(root: Path) -> list[str]:
+    return [*FIT, "--ckpt_path", "data"]
+
+
+def ckpt_with_python_objects(root: Path) -> list[str]:
+    import datetime
+
+    import torch
+
+    torch.save({"state_dict": {}, "saved": datetime.date(2024, 1, 1)}, root / "objects.ckpt")
+    return ["generate", "--ckpt_path", "objects.ckpt", "--max_new_tokens", "5"]
+
+
+def truncated_last_beside_best(root: Path) -> list[str]:
+    crashed = root / "out" / "crashed"
+    crashed.mkdir()
+    data = (root / "out/ckpt/last.ckpt").read_bytes()
+    (crashed / "best-step000002-val2.0000.ckpt").write_bytes(data)
+    (crashed / "last.ckpt").write_bytes(data[: len(data) // 3])
+    return [*FIT, "--checkpoint.dirpath", "out/crashed", "--ckpt_path", "last"]
+
+
+def corrupt_safetensors(root: Path) -> list[str]:
+    (root / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json" + bytes(64))
+    return ["generate", "--ckpt_path", "model.safetensors", "--max_new_tokens", "5"]
+
+
+def init_from_corrupt_safetensors(root: Path) -> list[str]:
+    corrupt_safetensors(root)
+    return [*FIT, "--model.init_from", "model.safetensors", "--checkpoint.dirpath", "out/new"]
+
+
+def bin_with_non_tensors(root: Path) -> list[str]:
+    import torch
+
+    (root / "hf").mkdir()
+    torch.save({"wte.weight": "not a tensor"}, root / "hf" / "pytorch_model.bin")
+    return ["generate", "--ckpt_path", "hf", "--max_new_tokens", "5"]
+
+
+def export_bin_with_non_tensors(root: Path) -> list[str]:
+    bin_with_non_tensors(root)
+    return ["export", "--ckpt_path", "hf/pytorch_model.bin", "--out", "exported"]
+
+
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
     (bins_without_meta, "error: Data folder data/nometa was left half-written by a `prepare` that stopped"),
@@ -122,7 +253,43 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
         new_run_over_earlier_run,
         "out/ckpt already holds checkpoints of an earlier run (last.ckpt); resume it with --ckpt_path last",
     ),
+    (resume_on_other_characters, "was trained on other tokens than this data's (the same 'char' tokenizer, but token"),
+    (validate_on_other_characters, "was trained on other tokens than this data's (the same 'char' tokenizer, but"),
+    (init_from_other_characters, "error: The data's tokens do not mean what out/ckpt/last.ckpt's do (the same 'char'"),
+    (n_embd_not_multiple_of_n_head, "error: Invalid --model settings: n_embd (32) must be divisible by n_head (3)"),
+    (block_size_zero, "error: --data.block_size must be at least 1, got 0."),
+    (negative_batch_size, "error: --data.batch_size must be at least 1, got -4."),
+    (batch_size_zero, "error: --data.batch_size must be at least 1, got 0."),
+    (negative_max_steps, "error: --trainer.max_steps must be -1 (no limit) or at least 0, got -5."),
+    (misspelled_yaml_key, "does not accept option 'model.n_layr'; did you mean model.n_layer?"),
+    (misspelled_flag, "unrecognized arguments: --n_layr 3; did you mean model.n_layer?"),
+    (value_of_wrong_type, "error: --model.n_layer does not accept 'abc': it takes int or null"),
+    (prepare_out_is_a_file, "error: --out taken is a file; prepare writes a data folder"),
+    (prepare_out_unwritable, "error: Could not write or read /proc/gpt_lightning_data"),
+    (prepare_one_character, "error: Source 'one.txt' is too small to split: its 1 token(s) all went to val"),
+    (meta_json_empty, "error: data/nofields/meta.json lacks vocab_size, tokenizer, dtype, train_tokens, val_tokens"),
+    (export_out_is_a_file, "error: --out taken is a file; export writes a folder"),
+    (export_into_earlier_export, "error: --out exported is not empty (config.json); pass --overwrite"),
+    (generate_folder_without_last, "error: data holds neither a last.ckpt (a `fit` run's folder) nor any of"),
+    (fit_ckpt_path_folder_without_last, "error: --ckpt_path data is a folder without a last.ckpt"),
+    (ckpt_with_python_objects, "holds Python objects beyond tensors, which could run code when read; refused for"),
+    (
+        truncated_last_beside_best,
+        "out/crashed/last.ckpt is not a readable checkpoint (it may be truncated); resume from "
+        "out/crashed/best-step000002-val2.0000.ckpt beside it instead",
+    ),
+    (corrupt_safetensors, "error: model.safetensors is not a readable .safetensors file"),
+    (init_from_corrupt_safetensors, "error: model.safetensors is not a readable .safetensors file"),
+    (bin_with_non_tensors, "error: hf/pytorch_model.bin holds 'wte.weight', which is not a tensor"),
+    (export_bin_with_non_tensors, "has no hyper_parameters to rebuild the model from"),
 ]
+
+# Cases that fail on a value before anything is made: no log folder, no checkpoint folder, nothing new at all.
+NOTHING_MADE = {
+    n_embd_not_multiple_of_n_head, block_size_zero, negative_batch_size, batch_size_zero, negative_max_steps,
+    misspelled_yaml_key, misspelled_flag, value_of_wrong_type, prepare_out_is_a_file, prepare_one_character,
+    export_out_is_a_file, export_into_earlier_export, init_from_other_characters, resume_on_other_characters,
+}
 
 
 @pytest.fixture(scope="module")
@@ -155,14 +322,18 @@ def test_bad_input(make_case, message, earlier_run, tmp_path, monkeypatch, capsy
     monkeypatch.chdir(root)
     args = make_case(root)
     before = snapshot(root)
+    paths_before = set(root.rglob("*"))
     capsys.readouterr()
     status = run_cli_in_process(args)
     err = capsys.readouterr().err
-    assert status != 0
+    assert status == 2, err[-2000:]
     assert message in err, err[-2000:]
     assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
     after = snapshot(root)
     assert {path: digest for path, digest in after.items() if path in before} == before  # nothing overwritten
+    if make_case in NOTHING_MADE:
+        assert set(root.rglob("*")) == paths_before  # no log folder, checkpoint folder or half-written data
 
 
 def test_the_advice_of_the_refusal_works(earlier_run, tmp_path, monkeypatch):
