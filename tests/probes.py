@@ -157,3 +157,19 @@ class PathProbe(L.Callback):
         }
         with open(self.out, "w") as f:
             json.dump(result, f)
+
+
+class SlowValidation(L.Callback):
+    """Makes validation inside `fit` slow and says in a file when it is under way, so a test can signal a run while
+    it validates."""
+
+    def __init__(self, progress_file: str, seconds: float = 0.1) -> None:
+        self.progress_file, self.seconds = Path(progress_file), seconds
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.sanity_checking:
+            return
+        tmp = self.progress_file.with_suffix(".tmp")
+        tmp.write_text(f"validating {trainer.global_step} {batch_idx + 1}")
+        os.replace(tmp, self.progress_file)
+        time.sleep(self.seconds)

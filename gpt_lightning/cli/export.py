@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import socket
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, Optional
 
-from gpt_lightning.errors import UserError
+from gpt_lightning.errors import UserError, disk_full_message
 
 
 def export(
@@ -95,7 +96,12 @@ def replaced_folder(out: Path) -> Iterator[Path]:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        yield staging
+        try:
+            yield staging
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):  # name the folder: the temporary names mean nothing to a user
+                raise UserError(disk_full_message(out)) from e
+            raise
         umask = os.umask(0)
         os.umask(umask)
         for path in staging.iterdir():

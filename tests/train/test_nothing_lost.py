@@ -1,0 +1,154 @@
+"""Nothing a user has is lost or silently changed (issue 16), through the real entry point in this process: a
+config.yaml in the working directory, an earlier export, a full disk in prepare, checkpoint saving and export."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from helpers import make_data, run_cli_in_process, write_tiny_config
+
+FIT = ["fit", "--config", "tiny.yaml"]
+
+
+@pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory) -> Path:
+    """A data folder and a 2-step run's checkpoint (out/ckpt/last.ckpt), which each test gets a copy of."""
+    root = tmp_path_factory.mktemp("earlier")
+    make_data(root)
+    write_tiny_config(root, **{"trainer.max_steps": 2})
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert run_cli_in_process(FIT) == 0
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.fixture
+def root(earlier_run, tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "run"
+    shutil.copytree(earlier_run, root)
+    monkeypatch.chdir(root)
+    return root
+
+
+def no_space_after(limit: int):
+    """A stand-in for `open` in gpt_lightning.files: binary files whose writes fail with ENOSPC past `limit`
+    bytes, as on a full disk."""
+
+    class FullDisk(io.FileIO):
+        written = 0
+
+        def write(self, data) -> int:
+            FullDisk.written += len(data)
+            if FullDisk.written > limit:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(data)
+
+    def full_open(path, mode="r", **kwargs):
+        if "b" not in mode:
+            return open(path, mode, **kwargs)
+        return FullDisk(path, mode.replace("b", ""))
+
+    return full_open
+
+
+# ---------------------------------------------------------------- config.yaml in the working directory
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [*FIT, "--trainer.logger=false", "--trainer.max_steps=1", "--checkpoint.dirpath", "out/nolog"],
+        ["validate", "--config", "tiny.yaml", "--trainer.logger=false", "--ckpt_path", "out/ckpt/last.ckpt"],
+    ],
+    ids=["fit", "validate"],
+)
+def test_a_config_yaml_in_the_working_directory_survives_a_run_without_logger(root, args):
+    mine = "# my own settings, written by hand\nmodel:\n  n_layer: 2\n"
+    (root / "config.yaml").write_text(mine)
+    assert run_cli_in_process(args) == 0
+    assert (root / "config.yaml").read_text() == mine
+
+
+# ---------------------------------------------------------------- export
+
+
+def test_export_overwrite_replaces_an_earlier_export_whole_with_normal_file_modes(root, capsys):
+    old_umask = os.umask(0o022)
+    try:
+        earlier = root / "exported"
+        earlier.mkdir()
+        for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "model.safetensors"):
+            (earlier / name).write_text("an earlier GPT-2 export's file")
+        args = ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "exported"]
+        assert run_cli_in_process(args) == 2  # refused without --overwrite, nothing touched
+        assert (earlier / "model.safetensors").read_text() == "an earlier GPT-2 export's file"
+
+        assert run_cli_in_process([*args, "--overwrite"]) == 0
+    finally:
+        os.umask(old_umask)
+    # a char model: no GPT-2 tokenizer files are left beside it
+    assert sorted(p.name for p in earlier.iterdir()) == ["config.json", "model.safetensors"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in earlier.iterdir()} == {0o644}
+    assert [p.name for p in root.iterdir() if p.name.startswith(".exported")] == []  # no staging folder left
+
+
+def test_a_failed_export_leaves_the_earlier_one_intact(root, monkeypatch, capsys):
+    args = ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "exported"]
+    assert run_cli_in_process(args) == 0
+    before = {p.name: p.read_bytes() for p in (root / "exported").iterdir()}
+
+    import safetensors.torch
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(safetensors.torch, "save_file", no_space)
+    capsys.readouterr()
+    assert run_cli_in_process([*args, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "error: The disk is full: could not write " in err and "exported" in err, err
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in (root / "exported").iterdir()} == before
+    assert [p.name for p in root.iterdir() if p.name.startswith(".exported")] == []
+
+
+# ---------------------------------------------------------------- a full disk
+
+
+def test_a_full_disk_in_prepare_is_one_line_and_leaves_no_folder(root, monkeypatch, capsys):
+    from gpt_lightning.data import bins
+
+    def no_space(self, ids):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(bins.BinWriter, "write", no_space)
+    capsys.readouterr()
+    assert run_cli_in_process(["prepare", "--source", "tiny.txt", "--out", "data/full"]) == 2
+    err = capsys.readouterr().err
+    assert "error: The disk is full: could not write data/full (" in err and "MB free" in err, err
+    assert "Traceback" not in err
+    assert not (root / "data/full").exists()  # the folder it made is gone again
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_the_path_and_the_space_needed(root, monkeypatch, capsys):
+    from gpt_lightning import files
+
+    monkeypatch.setattr(files, "open", no_space_after(4096), raising=False)
+    capsys.readouterr()
+    status = run_cli_in_process([*FIT, "--checkpoint.dirpath", "out/full"])
+    err = capsys.readouterr().err
+    assert status == 2, err[-3000:]
+    assert "error: The disk is full: could not write out/full/last.ckpt (about 0.3 MB needed, " in err, err[-3000:]
+    assert "unexpected pos" not in err and "Traceback" not in err
+    assert not list((root / "out/full").glob(".*.tmp-*"))  # the half-written temporary is gone
+    assert not (root / "out/full/last.ckpt").exists()
