@@ -304,10 +304,13 @@ def adapt_pretrained(
             )
     difference = tokenizer_difference(tokenizer, data_tokenizer) if data_tokenizer and tokenizer else None
     if difference:
-        raise UserError(
-            f"The data's tokens do not mean what {source}'s do ({difference}): ids would decode to other text; "
-            f"prepare the data with the tokenizer (and for 'char', the text) the model was trained on."
+        kind = tokenizer.get("kind")
+        fix = (
+            f"prepare the data with --tokenizer {kind}"
+            if kind != data_tokenizer.get("kind")
+            else "prepare the data from text with the same characters as the model's"
         )
+        raise UserError(f"The data's tokens do not mean what {source}'s do ({difference}): {fix}.")
     tokenizer = data_tokenizer or tokenizer
     if vocab_size is not None and vocab_size != config.vocab_size:
         if vocab_size > config.vocab_size:
