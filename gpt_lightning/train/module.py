@@ -26,6 +26,13 @@ from gpt_lightning.train.compat import attached_trainer
 from gpt_lightning.train.compile import CompiledWithEagerFallback, wants_compile
 from gpt_lightning.train.fsdp import matrix_ids
 from gpt_lightning.train.nonfinite import NonFinitePolicy, check_validation_loss
+from gpt_lightning.train.optimizers import (
+    check_muon_available,
+    check_muon_options,
+    check_strategy_supports_muon,
+    muon_with_adamw,
+    use_muon_hparams_given_now,
+)
 from gpt_lightning.weights.state_dict import build_model, strip_wrapper_prefixes
 
 
@@ -65,6 +72,10 @@ class GPTLightningModule(L.LightningModule):
         compile: Union[bool, Literal["auto"]] = "auto",
         tokenizer: Optional[dict] = None,
         on_nonfinite_loss: Literal["stop", "skip"] = "stop",
+        optimizer: Literal["adamw", "muon"] = "adamw",
+        muon_lr: Optional[float] = None,
+        muon_momentum: float = 0.95,
+        muon_weight_decay: float = 0.1,
     ) -> None:
         """A GPT and how to train it.
 
@@ -101,9 +112,22 @@ class GPTLightningModule(L.LightningModule):
             on_nonfinite_loss: a NaN or infinite training loss `stop`s the run with a message naming the step
                 (checked every step on CPU, every log_every_n_steps steps and before each checkpoint elsewhere,
                 to avoid a host sync per step), or `skip`s that optimizer step (one host sync per step).
+            optimizer: `adamw` (nanoGPT's recipe) or `muon`: torch.optim.Muon (torch >= 2.9) on the 2-D weights
+                inside the transformer blocks, AdamW (learning_rate, betas, weight_decay) on the embeddings, the
+                tied lm_head and all 1-D parameters; one warmup + cosine schedule scales both. Single device or
+                DDP. See docs/optimizers.md.
+            muon_lr: Muon's peak learning rate (None: learning_rate). Its updates are scaled to AdamW's RMS
+                (adjust_lr_fn `match_rms_adamw`), so it is on AdamW's scale; small char models did best at
+                several times learning_rate (docs/optimizers.md). The schedule decays it in proportion (to
+                muon_lr x min_lr / learning_rate).
+            muon_momentum: Muon's (Nesterov) momentum.
+            muon_weight_decay: Muon's decoupled weight decay of the block matrices.
         """
         super().__init__()
         self.save_hyperparameters()
+        if optimizer == "muon":  # before anything is built: one sentence naming what is missing
+            check_muon_available()
+            check_muon_options(init_optimizer_state)
         architecture = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, bias=bias, gelu_approximate=gelu_approximate)
         if init_from == "scratch":
             given = dict(architecture, vocab_size=vocab_size, block_size=block_size)
@@ -169,6 +193,10 @@ class GPTLightningModule(L.LightningModule):
         params = [p for p in self.model.parameters() if p.requires_grad]
         # Every matrix (Linear weights, embeddings) decays; biases and LayerNorm weights (1-D) do not.
         matrices = self.matrix_ids or matrix_ids(self.model)
+        trainer = attached_trainer(self)
+        fused = fused_adamw_options(self.device, str(trainer.precision) if trainer else None)
+        if hp.get("optimizer") == "muon":  # Muon on the block matrices, this AdamW on the rest (optimizers.py)
+            return self.with_schedule(muon_with_adamw(self.model, hp, matrices, fused))
         decay = [p for p in params if id(p) in matrices]
         no_decay = [p for p in params if id(p) not in matrices]
         groups = [
@@ -179,9 +207,12 @@ class GPTLightningModule(L.LightningModule):
             f"AdamW: {len(decay)} decayed tensors ({sum(p.numel() for p in decay):,} parameters), "
             f"{len(no_decay)} non-decayed tensors ({sum(p.numel() for p in no_decay):,} parameters)"
         )
-        trainer = attached_trainer(self)
-        fused = fused_adamw_options(self.device, str(trainer.precision) if trainer else None)
         optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, betas=(hp.beta1, hp.beta2), **fused)
+        return self.with_schedule(optimizer)
+
+    def with_schedule(self, optimizer: torch.optim.Optimizer):
+        """nanoGPT's warmup + cosine LR on every param group: each group's peak LR times the same factor."""
+        hp = self.hparams
         if not hp.decay_lr:
             return optimizer
 
@@ -199,6 +230,8 @@ class GPTLightningModule(L.LightningModule):
         device = trainer.strategy.root_device if trainer is not None else self.device
         enable_tf32(device)  # in every process, also those a spawning strategy starts
         self.matrix_ids = matrix_ids(self.model)  # before FSDP flattens the matrices into 1-D shards
+        if self.hparams.get("optimizer") == "muon" and trainer is not None:
+            check_strategy_supports_muon(trainer.strategy)  # Muon needs whole matrices: before FSDP shards them
         if wants_compile(self.hparams.compile, device):
             self.compiled = CompiledWithEagerFallback(self.model)
 
@@ -209,6 +242,9 @@ class GPTLightningModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         hp = self.hparams
+        if hp.get("optimizer") == "muon":
+            use_muon_hparams_given_now(self.trainer, hp)  # the same, with Muon's group
+            return
         # the learning rate, betas and weight decay given now win over those restored from a checkpoint
         resume.use_optimizer_hparams_given_now(
             self.trainer, hp.learning_rate, weight_decays=(hp.weight_decay, 0.0), betas=(hp.beta1, hp.beta2)
