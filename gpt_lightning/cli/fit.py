@@ -24,6 +24,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
 from gpt_lightning.data.datamodule import TokenBinDataModule, prepare_if_missing
+from gpt_lightning.data.sampling import EpochMonitor
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import remove_stale_temporaries
 from gpt_lightning.hardware import auto_precision, enable_tf32
@@ -191,6 +192,8 @@ class GPTLightningCLI(LightningCLI):
             # LearningRateMonitor and the text samples need a logger; with logging off, leave them out
             unwanted = (LearningRateMonitor, TextSampleCallback)
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, unwanted)]
+        else:
+            trainer.callbacks.append(EpochMonitor())  # train/epoch: passes over the train split
         # Done on the Trainer, not the config: only the Trainer knows how many devices "auto" or -1 resolves to.
         if self.subcommand in (None, "fit"):
             set_tokens_per_step(trainer, self.datamodule)

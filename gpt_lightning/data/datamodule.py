@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from gpt_lightning.data.bins import check_folder, describe_missing, open_split, read_meta, split_tokens
 from gpt_lightning.data.nanogpt import is_nanogpt_data_folder, nanogpt_data_meta
+from gpt_lightning.data.sampling import EpochSampler, epochs_seen
 from gpt_lightning.errors import UserError
 
 
@@ -35,13 +36,17 @@ class TrainWindows(IterableDataset):
     """An endless stream of training batches; batch k is drawn by np.random.default_rng([seed, rank, k])."""
 
     def __init__(
-        self, path: Path, meta: dict, batch_size: int, block_size: int, seed: int, rank: int, start_batch: int = 0
+        self, path: Path, meta: dict, batch_size: int, block_size: int, seed: int, rank: int, start_batch: int = 0,
+        sampler: Optional[EpochSampler] = None,
     ) -> None:
         self.path, self.meta = path, meta  # the path, not the array: workers open their own memmap
         self.batch_size, self.block_size = batch_size, block_size
         self.seed, self.rank, self.start_batch = seed, rank, start_batch
+        self.sampler = sampler  # --data.sampling epoch: windows without replacement (sampling.py)
 
     def batch_starts(self, k: int, n_tokens: int) -> np.ndarray:
+        if self.sampler is not None:
+            return self.sampler.batch_starts(k, n_tokens)
         rng = np.random.default_rng([self.seed, self.rank, k])
         return rng.integers(0, n_tokens - self.block_size, size=self.batch_size)
 
@@ -138,6 +143,7 @@ class TokenBinDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 1337,
         tokens_per_step: Optional[int] = None,
+        sampling: Literal["random", "epoch"] = "random",
     ) -> None:
         """Token bins made by `prepare`, served as random training windows and fixed validation windows.
 
@@ -155,6 +161,9 @@ class TokenBinDataModule(L.LightningDataModule):
             tokens_per_step: global batch in tokens per optimizer step; the CLI derives
                 trainer.accumulate_grad_batches = tokens_per_step / (batch_size x block_size x devices x nodes).
                 None: accumulate_grad_batches is used as given.
+            sampling: `random`: window starts drawn uniformly with replacement (nanoGPT's). `epoch`: without
+                replacement, each epoch a fresh random order of the split's non-overlapping windows (with a
+                random phase offset per epoch), ranks never sharing a window within an epoch; see sampling.py.
         """
         super().__init__()
         for name, value, least in (
@@ -168,6 +177,7 @@ class TokenBinDataModule(L.LightningDataModule):
         self.block_size, self.batch_size = block_size, batch_size
         self.val_batches, self.num_workers, self.seed = val_batches, num_workers, seed
         self.tokens_per_step = tokens_per_step
+        self.sampling = sampling
         self.batches_consumed = 0  # of the training stream, restored from a checkpoint on resume
         self._meta: Optional[dict] = None
 
@@ -216,7 +226,8 @@ class TokenBinDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, _ = self._rank()
         dataset = TrainWindows(
-            self.data_dir, self.meta, self.batch_size, self.block_size, self.seed, rank, self.batches_consumed
+            self.data_dir, self.meta, self.batch_size, self.block_size, self.seed, rank, self.batches_consumed,
+            self.epoch_sampler(),
         )
         return DataLoader(
             dataset,
@@ -235,6 +246,20 @@ class TokenBinDataModule(L.LightningDataModule):
 
     test_dataloader = val_dataloader
 
+    def epoch_sampler(self) -> Optional[EpochSampler]:
+        """This rank's epoch sampler under `--data.sampling epoch`, else None."""
+        if self.sampling != "epoch":
+            return None
+        rank, world_size = self._rank()
+        n_tokens = split_tokens(self.meta, "train")
+        return EpochSampler(n_tokens, self.block_size, self.batch_size, self.seed, rank, world_size)
+
+    def epochs_seen(self, global_step: int) -> float:
+        """Passes over the train split after `global_step` optimizer steps (logged as train/epoch)."""
+        trainer = self.trainer
+        windows = global_step * trainer.accumulate_grad_batches * trainer.world_size * self.batch_size
+        return epochs_seen(windows, split_tokens(self.meta, "train"), self.block_size, self.sampling)
+
     # ------------------------------------------------------------ the stream's position in checkpoints
 
     def state_dict(self) -> dict:
@@ -242,10 +267,17 @@ class TokenBinDataModule(L.LightningDataModule):
         # a count of fetched batches would be one ahead. Checkpoints are written at step boundaries.
         trainer = self.trainer
         consumed = trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else 0
-        return {"batches_consumed": consumed, "seed": self.seed, "world_size": self._rank()[1]}
+        state = {"batches_consumed": consumed, "seed": self.seed, "world_size": self._rank()[1]}
+        sampler = self.epoch_sampler()
+        if sampler is not None:  # where the epoch stream stands: (epoch, index of the next window in it)
+            state["sampling"] = {"kind": "epoch", **sampler.position(consumed)}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.batches_consumed = int(state.get("batches_consumed", 0))
+        sampler, position = self.epoch_sampler(), state.get("sampling")
+        if sampler is not None and position is not None and position.get("kind") == "epoch":
+            self.batches_consumed = sampler.batches_consumed(position)
         saved, now = state.get("world_size"), self._rank()[1]
         if saved is not None and saved != now:
             rank_zero_warn(
