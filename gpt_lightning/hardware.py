@@ -94,23 +94,45 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
-def enable_tf32(device: Optional[torch.device] = None) -> None:
-    """Let fp32 matmuls use TF32 tensor cores on Ampere and newer GPUs (about 8x their fp32 rate, with a
-    10-bit mantissa that training does not notice); mixed precision is unaffected. No-op elsewhere.
-    A per-process setting: the CLI sets it before the Trainer exists (which keeps Lightning's tensor-core
-    hint quiet), the module again in configure_model, which runs in every training process."""
-    if device is None:
-        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
+def enable_tf32(device: torch.device) -> None:
+    """Let fp32 matmuls on this CUDA device use TF32 tensor cores where it has them (Ampere and newer: about 8x
+    their fp32 rate, with a 10-bit mantissa that training does not notice); mixed precision is unaffected.
+
+    Only a flag (torch.set_float32_matmul_precision("high")), set without asking the GPU anything: on GPUs
+    without TF32 it changes nothing, and not touching CUDA keeps this safe before a strategy forks processes.
+    A per-process setting: the CLI sets it once the Trainer knows its device (before Lightning's tensor-core
+    hint), the module again in configure_model, which runs in every training process."""
+    if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
 
 
-def auto_precision() -> str:
-    """bf16 mixed precision where the GPU supports it, fp16 mixed on older GPUs, fp32 on CPU (where the mixed
-    modes run about 10x slower)."""
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+def auto_precision(accelerator: object = "auto") -> str:
+    """What an unset --trainer.precision means: bf16-mixed on a CUDA GPU, 32-true elsewhere (on a CPU the
+    mixed modes run about 10x slower).
+
+    Decided from the Trainer's accelerator setting without initialising CUDA (which would break `ddp_fork`
+    and notebook launches): `torch.cuda.is_available()` only counts devices, through NVML once Lightning is
+    imported. Whether the GPU has bf16 is checked later, in the training process (check_precision)."""
+    name = str(accelerator).lower()
+    if name in ("gpu", "cuda") or (name == "auto" and torch.cuda.is_available()):
+        return "bf16-mixed"
     return "32-true"
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """In the training process, once its GPU is set up: refuse bf16 on a GPU without it (before Ampere, e.g.
+    V100, T4), where torch would emulate it many times slower."""
+    if device.type != "cuda" or not str(precision).startswith("bf16"):
+        return
+    major, minor = torch.cuda.get_device_capability(device)
+    if major < 8:
+        from gpt_lightning.errors import UserError
+
+        raise UserError(
+            f"--trainer.precision {precision} needs bf16, which this GPU ({torch.cuda.get_device_name(device)}, "
+            f"compute capability {major}.{minor}) lacks (bf16-mixed is also what an unset precision means on a "
+            "GPU); pass --trainer.precision=16-mixed."
+        )
 
 
 def resolve_device(device: str) -> torch.device:

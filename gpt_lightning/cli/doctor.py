@@ -213,13 +213,13 @@ def doctor(
             report.line("peak FLOPs", text, warning=warning)
         if len(set(names)) > 1:
             report.line("GPUs", "differ", warning="mixed GPUs: DDP runs at the pace of the slowest")
-        bf16 = torch.cuda.is_bf16_supported()
+        major = torch.cuda.get_device_capability(0)[0]
+        bf16 = major >= 8  # what fit checks (hardware.check_precision): native bf16, not torch's emulation
         report.line(
             "bf16",
-            "supported: precision auto gives bf16-mixed" if bf16 else "not supported: precision auto gives 16-mixed",
-            warning=None if bf16 else "16-mixed needs a GradScaler and rules out fused AdamW; bf16 GPUs are simpler",
+            "supported: an unset --trainer.precision gives bf16-mixed" if bf16 else "not supported",
+            warning=None if bf16 else "fit stops on bf16 here: pass --trainer.precision=16-mixed (or 32-true)",
         )
-        major = torch.cuda.get_device_capability(0)[0]
         report.line(
             "TF32",
             "supported: fit runs fp32 matmuls on TF32 tensor cores (float32_matmul_precision 'high')"

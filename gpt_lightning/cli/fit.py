@@ -6,6 +6,7 @@ the callbacks that are always there (checkpoints, LR, samples, throughput) as th
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import re
 import warnings
@@ -136,13 +137,14 @@ class GPTLightningCLI(LightningCLI):
         return config[self.subcommand] if self.subcommand else config
 
     def before_instantiate_classes(self) -> None:
-        enable_tf32()  # fp32 matmuls on tensor cores (Ampere and newer); before anything touches the GPU
+        # Nothing here or before the Trainer exists touches CUDA: a CUDA context in this process would break
+        # `ddp_fork` and notebook launches. The GPU's bf16 and TF32 are set up in the training process.
         config = self.subcommand_config(self.config)
         if self.subcommand:
             config["ckpt_path"] = self.resolved_ckpt_path  # see parse_arguments
         trainer = config.trainer
-        if trainer.precision is None:
-            trainer.precision = auto_precision()
+        if trainer.precision is None and not has_precision_plugin(trainer.get("plugins")):
+            trainer.precision = auto_precision(trainer.accelerator)  # bf16-mixed on a GPU, else 32-true
         if trainer.max_steps is not None and trainer.max_steps < -1:
             raise UserError(f"--trainer.max_steps must be -1 (no limit) or at least 0, got {trainer.max_steps}.")
         if trainer.get("logger") is False:
@@ -188,6 +190,8 @@ class GPTLightningCLI(LightningCLI):
         ):
             kwargs["callbacks"] = [*given, TQDMProgressBar(refresh_rate=10)]
         trainer = super().instantiate_trainer(**kwargs)
+        # the Trainer knows its device now; only a flag, set before Lightning's tensor-core hint would print
+        enable_tf32(trainer.strategy.root_device)
         if trainer_config.get("logger") is False:
             # LearningRateMonitor and the text samples need a logger; with logging off, leave them out
             unwanted = (LearningRateMonitor, TextSampleCallback)
@@ -201,6 +205,26 @@ class GPTLightningCLI(LightningCLI):
             # Lightning counts val_check_interval in batches; after the accumulation is known
             trainer.val_check_interval = config.val_every_n_steps * trainer.accumulate_grad_batches
         return trainer
+
+
+def has_precision_plugin(plugins) -> bool:
+    """Whether --trainer.plugins holds a precision plugin (e.g. MixedPrecision with a GradScaler of one's own),
+    which Lightning refuses together with a precision setting."""
+    from lightning.pytorch.plugins.precision import Precision
+
+    for plugin in plugins if isinstance(plugins, (list, tuple)) else [plugins]:
+        class_path = plugin.get("class_path") if hasattr(plugin, "get") else None
+        if isinstance(plugin, Precision):
+            return True
+        if isinstance(class_path, str) and "." in class_path:
+            module, _, name = class_path.rpartition(".")
+            try:
+                cls = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError):
+                continue  # Lightning reports a plugin it cannot import
+            if isinstance(cls, type) and issubclass(cls, Precision):
+                return True
+    return False
 
 
 def set_tokens_per_step(trainer: Trainer, data: TokenBinDataModule) -> int:

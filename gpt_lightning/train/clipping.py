@@ -10,9 +10,11 @@ from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
 
 def fused_adamw_options(device: torch.device, precision: Optional[str]) -> dict:
-    """nanoGPT's choice: fused AdamW on CUDA (one kernel for all parameters). Not under 16-mixed, where the
-    GradScaler must unscale before clipping and Lightning refuses the combination: foreach there."""
-    if device.type != "cuda":
+    """nanoGPT's choice, fused AdamW (one kernel for all parameters), on CUDA and also on the CPU, where torch
+    has it too and it is faster (optimizer steps measured at 0.44x foreach's CPU time on the 4x128 CPU
+    preset's model, on a busy 2-core VM). Not under 16-mixed, where the GradScaler must unscale before
+    clipping and Lightning refuses the combination: foreach there."""
+    if device.type not in ("cuda", "cpu"):
         return {}
     return {"foreach": True} if precision == "16-mixed" else {"fused": True}
 

@@ -41,12 +41,11 @@ def test_gpu_branch_with_a_faked_gpu(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 0))
     problems = doctor_cli.doctor(out_dir=tmp_path, check_compile=False)
     lines = lines_by_name(capsys.readouterr().out)
     assert problems == 0
     assert lines["GPU 0"] == "Tesla V100-SXM2-16GB, 16 GiB, compute capability 7.0" and "GPU 1" in lines
     assert "'V100'" in lines["peak FLOPs"] and "fp16 125" in lines["peak FLOPs"]
-    assert lines["bf16"].startswith("not supported: precision auto gives 16-mixed")
+    assert lines["bf16"].startswith("not supported") and "--trainer.precision=16-mixed" in lines["bf16"]
     assert lines["TF32"].startswith("not on compute capability 7.x")
