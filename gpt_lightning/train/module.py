@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
 from gpt_lightning.errors import UserError
-from gpt_lightning.hardware import enable_tf32
+from gpt_lightning.hardware import check_precision, enable_tf32
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.train import resume
 from gpt_lightning.train.clipping import clip_gradients, fused_adamw_options
@@ -52,6 +52,7 @@ class GPTLightningModule(L.LightningModule):
     def __init__(
         self,
         vocab_size: Optional[int] = None,
+        pad_vocab_multiple: Optional[int] = None,
         block_size: Optional[int] = None,
         n_layer: Optional[int] = None,
         n_head: Optional[int] = None,
@@ -82,6 +83,13 @@ class GPTLightningModule(L.LightningModule):
         Args:
             vocab_size: tokens in the vocabulary; linked from the data's meta.json by the CLI (None: 50304, or
                 the pretrained model's).
+            pad_vocab_multiple: give the token table (and lm_head) vocab_size rounded up to a multiple of this
+                many rows: GPT-2's 50257 becomes nanoGPT's 50304, whose round matmul dimension runs faster on GPUs
+                (nanoGPT reports about 25%). The extra ids are masked (never predicted, sampled or scored, so
+                losses are those of the unpadded model), a pretrained 50257-row GPT-2 is padded on import, and
+                `export` writes the unpadded model. None: 64 for GPT-2 BPE, 1 otherwise: a character vocabulary
+                (65) stays as nanoGPT has it, keeping its parameter counts, and its table is too small for the
+                padding to matter.
             block_size: longest context; linked from --data.block_size by the CLI (None: 1024, or the pretrained
                 model's; shorter than the pretrained one crops its position table).
             n_layer: transformer blocks (None: 12, or the pretrained model's).
@@ -130,7 +138,8 @@ class GPTLightningModule(L.LightningModule):
             check_muon_options(init_optimizer_state)
         architecture = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, bias=bias, gelu_approximate=gelu_approximate)
         if init_from == "scratch":
-            given = dict(architecture, vocab_size=vocab_size, block_size=block_size)
+            pad = default_pad_vocab_multiple(tokenizer) if pad_vocab_multiple is None else pad_vocab_multiple
+            given = dict(architecture, vocab_size=vocab_size, block_size=block_size, pad_vocab_multiple=pad)
             try:
                 config = GPTConfig(dropout=dropout, **{k: v for k, v in given.items() if v is not None})
             except ValueError as e:  # n_embd not a multiple of n_head, a size below 1: the user's settings
@@ -138,12 +147,14 @@ class GPTLightningModule(L.LightningModule):
             self.model = GPT(config)
         else:
             self.model = self.pretrained(
-                init_from, vocab_size, block_size, dropout, tokenizer, architecture, init_optimizer_state
+                init_from, vocab_size, block_size, dropout, tokenizer, architecture, init_optimizer_state,
+                pad_vocab_multiple,
             )
         # Store the resolved architecture, so that a checkpoint alone rebuilds this model: an imported one
         # is then "scratch" with its weights in the checkpoint, and loading it needs neither network nor hub.
         config = self.model.config
-        self.hparams.update({k: getattr(config, k) for k in ("vocab_size", "block_size", *architecture)})
+        resolved = ("vocab_size", "pad_vocab_multiple", "block_size", *architecture)
+        self.hparams.update({k: getattr(config, k) for k in resolved})
         self.hparams.init_from = "scratch"
         self.hparams.init_optimizer_state = False  # applied once, at the start of this run (on_fit_start)
         self.val_loss = MeanMetric()  # sums and counts, so the mean over DDP ranks is exact
@@ -229,6 +240,8 @@ class GPTLightningModule(L.LightningModule):
         trainer = attached_trainer(self)
         device = trainer.strategy.root_device if trainer is not None else self.device
         enable_tf32(device)  # in every process, also those a spawning strategy starts
+        if trainer is not None:
+            check_precision(device, str(trainer.precision))  # bf16 on a GPU without it: one clear error
         self.matrix_ids = matrix_ids(self.model)  # before FSDP flattens the matrices into 1-D shards
         if self.hparams.get("optimizer") == "muon" and trainer is not None:
             check_strategy_supports_muon(trainer.strategy)  # Muon needs whole matrices: before FSDP shards them
@@ -277,7 +290,9 @@ class GPTLightningModule(L.LightningModule):
     def config(self) -> GPTConfig:
         return self.model.config
 
-    def pretrained(self, init_from, vocab_size, block_size, dropout, tokenizer, architecture, continue_run) -> GPT:
+    def pretrained(
+        self, init_from, vocab_size, block_size, dropout, tokenizer, architecture, continue_run, pad_vocab_multiple
+    ) -> GPT:
         """GPT-2 weights (see hf.py) or a checkpoint's (nanoGPT's ckpt.pt, see nanogpt.py), fitted to this run:
         block_size crops, a conflicting setting is an error. With continue_run, nanoGPT's step and AdamW state
         are kept for on_fit_start."""
@@ -285,14 +300,21 @@ class GPTLightningModule(L.LightningModule):
         from gpt_lightning.weights.load import load_init_weights
 
         config, sd, model_tokenizer, self.nanogpt_run = load_init_weights(init_from, continue_run)
+        if pad_vocab_multiple is None:
+            pad_vocab_multiple = default_pad_vocab_multiple(tokenizer or model_tokenizer)
         config, sd, model_tokenizer = adapt_pretrained(
             config, sd, model_tokenizer, source=init_from, vocab_size=vocab_size, block_size=block_size,
-            dropout=dropout, data_tokenizer=tokenizer, **architecture,
+            dropout=dropout, data_tokenizer=tokenizer, pad_vocab_multiple=pad_vocab_multiple, **architecture,
         )
         self.hparams.tokenizer = model_tokenizer  # GPT-2's BPE when the data did not say
         model = build_model(config, sd, source=init_from)
         rank_zero_info(f"Initialized from {init_from}: {model.get_num_params() / 1e6:.2f}M parameters, {config}")
         return model
+
+
+def default_pad_vocab_multiple(tokenizer: Optional[dict]) -> int:
+    """--model.pad_vocab_multiple when unset: 64 for GPT-2's BPE (nanoGPT's 50304), 1 for anything else."""
+    return 64 if (tokenizer or {}).get("kind") == "gpt2" else 1
 
 
 def continue_nanogpt_run(module: GPTLightningModule, run) -> None:

@@ -39,7 +39,7 @@ from gpt_lightning.weights.state_dict import gpt_state_dict, shape_mismatches
 # for them (block_size instead becomes the default of --data.block_size).
 LINKED_FROM_DATA = ("vocab_size", "tokenizer", "block_size")
 # Hyperparameters that decide the shapes of the weights, named in the mismatch message.
-ARCHITECTURE = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size", "bias")
+ARCHITECTURE = ("n_layer", "n_head", "n_embd", "vocab_size", "pad_vocab_multiple", "block_size", "bias")
 
 
 # ------------------------------------------------------------ atomic checkpoint files
@@ -202,6 +202,8 @@ def load_checkpoint_meta(path: str) -> dict:
 def checkpoint_hparams_as_defaults(hparams: dict, known: set[str]) -> dict[str, Any]:
     """Parser defaults from a checkpoint's hyperparameters: `model.*` ones, plus `data.block_size`."""
     defaults = {f"model.{k}": v for k, v in hparams.items() if k in known and k not in LINKED_FROM_DATA}
+    if "vocab_size" in hparams and "pad_vocab_multiple" not in hparams and "pad_vocab_multiple" in known:
+        defaults["model.pad_vocab_multiple"] = 1  # written before padding existed: its rows are its vocab_size
     if "block_size" in hparams:
         defaults["data.block_size"] = hparams["block_size"]
     return defaults

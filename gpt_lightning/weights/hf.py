@@ -312,14 +312,15 @@ def adapt_pretrained(
         )
         raise UserError(f"The data's tokens do not mean what {source}'s do ({difference}): {fix}.")
     tokenizer = data_tokenizer or tokenizer
-    if vocab_size is not None and vocab_size != config.vocab_size:
-        if vocab_size > config.vocab_size:
-            raise UserError(
-                f"The data has {vocab_size} token ids but {source} only knows {config.vocab_size}; prepare the data "
-                "with the tokenizer the model was trained with."
-            )
-        # ids past the data's vocabulary never occur: drop their rows (nanoGPT's 50304 padding, for example),
-        # so the checkpoint's vocab_size is the data's and resuming it needs nothing else
+    if vocab_size is not None and vocab_size > config.vocab_size:
+        raise UserError(
+            f"The data has {vocab_size} token ids but {source} only knows {config.vocab_size}; prepare the data "
+            "with the tokenizer the model was trained with."
+        )
+    vocab_size = vocab_size or config.vocab_size
+    if sd["transformer.wte.weight"].shape[0] > vocab_size:
+        # ids past the data's vocabulary never occur: drop their rows (nanoGPT's 50304 padding, a padded
+        # checkpoint's own), so the checkpoint's vocab_size is the data's; padding comes back below if asked for
         sd = {**sd, "transformer.wte.weight": sd["transformer.wte.weight"][:vocab_size].clone()}
         sd["lm_head.weight"] = sd["transformer.wte.weight"]
     if block_size is not None and block_size != config.block_size:
@@ -333,7 +334,7 @@ def adapt_pretrained(
     config = GPTConfig(
         **{
             **asdict(config),
-            "vocab_size": vocab_size or config.vocab_size,
+            "vocab_size": vocab_size,
             "block_size": block_size or config.block_size,
             "dropout": dropout,
             "pad_vocab_multiple": pad_vocab_multiple,
