@@ -65,7 +65,7 @@ class RunLock:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv),
+            "command": " ".join([command_name(), *sys.argv[1:]]),
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
@@ -91,3 +91,10 @@ class RunLock:
             )
         except (ValueError, KeyError, OSError):
             return "its lock file does not say which"
+
+
+def command_name() -> str:
+    """How this process was started, as a user would type it: `python -m gpt_lightning` rather than the path of
+    its __main__.py."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return "python -m gpt_lightning" if Path(argv0).name == "__main__.py" else argv0
