@@ -137,7 +137,9 @@ def test_atomic_checkpoint_io_keeps_old_file_when_a_save_fails(tmp_path, monkeyp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(OSError):
+    from gpt_lightning.errors import UserError
+
+    with pytest.raises(UserError, match="The disk is full: could not write .*last.ckpt"):
         io.save_checkpoint({"global_step": 2, "w": torch.zeros(3)}, path)
     monkeypatch.undo()
     assert torch.load(path)["global_step"] == 1
