@@ -53,8 +53,10 @@ class LastCheckpoint(L.Callback):
     def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx, *args):
         # A stop asked for during validation (in fit) need not wait for the rest of it: the training state is at an
         # optimizer-step boundary all through validation, so last.ckpt can be saved now; on resume Lightning skips
-        # the rest of this validation and trains on.
-        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+        # the rest of this validation and trains on. One process only: ranks may hold different numbers of
+        # validation batches, so a per-batch agreement between ranks could wait forever; with several, the stop
+        # waits for the end of validation.
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and trainer.world_size == 1:
             self.stop_if_requested(trainer)
 
     def stop_if_requested(self, trainer: L.Trainer) -> None:
