@@ -139,8 +139,18 @@ class GPT2Tokenizer:
         return {"kind": self.kind, "encoding": "gpt2"}
 
 
+def compact_tokenizer_meta(meta: dict) -> dict:
+    """A char vocabulary as one string ("\\n !$&'...") instead of a list of one-character strings, as checkpoints
+    and hparams.yaml store it (65 characters are then one line, not 65). Both forms load (tokenizer_from_meta)."""
+    chars = meta.get("chars")
+    if meta.get("kind") == CharTokenizer.kind and isinstance(chars, (list, tuple)) and all(len(c) == 1 for c in chars):
+        return {**meta, "chars": "".join(chars)}
+    return meta
+
+
 def tokenizer_from_meta(meta: dict) -> Tokenizer:
-    """Rebuild a tokenizer from the dict its `to_meta` wrote (meta.json's "tokenizer", or a checkpoint's)."""
+    """Rebuild a tokenizer from the dict its `to_meta` wrote (meta.json's "tokenizer", or a checkpoint's; a char
+    vocabulary as a list of characters or as one string, see compact_tokenizer_meta)."""
     kind = meta.get("kind")
     if kind == CharTokenizer.kind:
         return CharTokenizer(meta["chars"])

@@ -296,7 +296,7 @@ def straight_run(root: Path) -> dict:
     assert ckpt["global_step"] == TINY["trainer"]["max_steps"]
     return {
         "losses": {s: m["train/loss"] for s, m in metrics.items() if "train/loss" in m},
-        "lrs": {s: m["lr-AdamW/pg1"] for s, m in metrics.items() if "lr-AdamW/pg1" in m},
+        "lrs": {s: m["train/lr"] for s, m in metrics.items() if "train/lr" in m},
         "state_dict": ckpt["state_dict"],
     }
 

@@ -1,6 +1,6 @@
 """The LightningCLI behind `fit`, `validate`, `test` and `predict`: GPTLightningModule x TokenBinDataModule,
 so every `--model.*`, `--data.*` and `--trainer.*` option comes from a typed, documented signature, plus
-the callbacks that are always there (checkpoints, LR, samples, throughput) as their own option groups.
+the callbacks that are always there (checkpoints, samples, throughput, HellaSwag) as their own option groups.
 """
 
 from __future__ import annotations
@@ -9,21 +9,19 @@ import difflib
 import importlib
 import inspect
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Optional
 
-from jsonargparse import ArgumentError
+from jsonargparse import ArgumentError, DefaultHelpFormatter
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import (
-    LearningRateMonitor,
-    ModelCheckpoint,
-    ProgressBar,
-    TQDMProgressBar,
-)
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
+from gpt_lightning.cli import LIGHTNING_SUBCOMMANDS
 from gpt_lightning.data.datamodule import TokenBinDataModule, prepare_if_missing
 from gpt_lightning.data.sampling import EpochMonitor
 from gpt_lightning.errors import UserError
@@ -35,17 +33,54 @@ from gpt_lightning.train.fsdp import fsdp_strategy
 from gpt_lightning.train.hellaswag import HellaSwagEval
 from gpt_lightning.train.module import GPTLightningModule
 from gpt_lightning.train.runlock import RunLock, is_first_process
+from gpt_lightning.train.tensorboard import TensorBoardLayout
 from gpt_lightning.train.throughput import ThroughputLogger
 
 # The validation dataset has a length so progress bars know their total; it is not split over workers, so
 # Lightning's warning about lengths with several workers does not apply.
 warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined.*")
+# Deprecations inside Lightning 2.6's own calls into jsonargparse and torch, which nothing here can change
+warnings.filterwarnings("ignore", message=r".*skip_none parameter was deprecated.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+
+
+class HelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, with a default that would print as blank or break the line (a newline prompt) shown
+    as Python writes it: '\\n'."""
+
+    def _get_help_string(self, action) -> str:
+        text = super()._get_help_string(action)
+        default = action.default
+        if isinstance(default, str) and (not default.isprintable() or default != default.strip() or not default):
+            text = text.replace("%(default)s", repr(default).replace("%", "%%"))
+        return text
+
+
+# The option groups of callbacks the CLI always adds, titled for this project (a group's title is otherwise the
+# first line of its class docstring: ModelCheckpoint's speaks of saving "after every epoch").
+GROUP_TITLES = {
+    "checkpoint": "The best checkpoint by val/loss (best-stepNNNNNN-valX.XXXX.ckpt), kept after each validation "
+    "(Lightning's ModelCheckpoint)",
+    "last_checkpoint": "last.ckpt, to resume from (--ckpt_path last)",
+    "sample": "A generated text sample in TensorBoard after each validation",
+    "throughput": "Tokens per second and MFU (perf/tokens_per_sec, perf/mfu)",
+    "eval": "HellaSwag accuracy while training (eval/hellaswag_acc_norm)",
+}
+
+# LearningRateMonitor's options, replaced by train/lr (logged by the module with train/loss)
+REMOVED_LR_MONITOR = (
+    "--lr_monitor.* options are gone: the learning rate is logged as train/lr every --trainer.log_every_n_steps "
+    "steps, one curve for all parameter groups; remove the lr_monitor options (or the lr_monitor: section)."
+)
 
 
 class GPTLightningCLI(LightningCLI):
     def __init__(self, args=None, run: bool = True) -> None:
+        if any(str(arg).startswith("--lr_monitor") for arg in (sys.argv[1:] if args is None else args)):
+            raise UserError(REMOVED_LR_MONITOR)
         self.run_lock: Optional[RunLock] = None  # taken for a `fit` that runs now (before_instantiate_classes)
         self.runs_now = run
+        formatting = {"prog": "python -m gpt_lightning", "formatter_class": HelpFormatter}
         try:
             super().__init__(
                 GPTLightningModule,
@@ -55,9 +90,15 @@ class GPTLightningCLI(LightningCLI):
                 auto_configure_optimizers=False,
                 # a resumed or requeued run reuses its log folder
                 save_config_kwargs={"overwrite": True},
-                trainer_defaults={"max_epochs": -1, "log_every_n_steps": 50},
+                # num_sanity_val_steps=-1: the sanity check validates on every val batch, logged as the val/loss at
+                # the starting step (see GPTLightningModule.on_validation_epoch_end); 0 skips it
+                trainer_defaults={"max_epochs": -1, "log_every_n_steps": 50, "num_sanity_val_steps": -1},
                 # a mistake in the options is one line and a hint (parse_arguments), not ~100 lines of usage
-                parser_kwargs={"exit_on_error": False},
+                parser_kwargs={
+                    "exit_on_error": False,
+                    **formatting,
+                    **{name: dict(formatting) for name in LIGHTNING_SUBCOMMANDS},
+                },
                 args=args,
                 run=run,
             )
@@ -118,11 +159,12 @@ class GPTLightningCLI(LightningCLI):
         )
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(TextSampleCallback, "sample")
         parser.add_lightning_class_args(ThroughputLogger, "throughput")
         parser.add_lightning_class_args(HellaSwagEval, "eval")
+        for key, title in GROUP_TITLES.items():
+            if key in parser.groups:
+                parser.groups[key].title = title
 
     @property
     def known_keys(self) -> list[str]:
@@ -193,11 +235,12 @@ class GPTLightningCLI(LightningCLI):
         # the Trainer knows its device now; only a flag, set before Lightning's tensor-core hint would print
         enable_tf32(trainer.strategy.root_device)
         if trainer_config.get("logger") is False:
-            # LearningRateMonitor and the text samples need a logger; with logging off, leave them out
-            unwanted = (LearningRateMonitor, TextSampleCallback)
-            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, unwanted)]
+            # the text samples need a logger; with logging off, leave them out
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, TextSampleCallback)]
         else:
             trainer.callbacks.append(EpochMonitor())  # train/epoch: passes over the train split
+        if any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers):
+            trainer.callbacks.append(TensorBoardLayout())  # the charts TensorBoard opens on, and HPARAMS
         # Done on the Trainer, not the config: only the Trainer knows how many devices "auto" or -1 resolves to.
         if self.subcommand in (None, "fit"):
             set_tokens_per_step(trainer, self.datamodule)

@@ -23,6 +23,7 @@ from gpt_lightning.data.bins import check_folder, describe_missing, open_split, 
 from gpt_lightning.data.nanogpt import is_nanogpt_data_folder, nanogpt_data_meta
 from gpt_lightning.data.sampling import EpochSampler, epochs_seen
 from gpt_lightning.errors import UserError
+from gpt_lightning.tokenizer import compact_tokenizer_meta
 
 
 def gather_windows(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,7 +213,7 @@ class TokenBinDataModule(L.LightningDataModule):
 
     @property
     def tokenizer_meta(self) -> dict:
-        return self.meta["tokenizer"]
+        return compact_tokenizer_meta(self.meta["tokenizer"])  # as the model's hparams store it
 
     def prepare_data(self) -> None:
         self.prepare_if_missing()  # for a DataModule used without the CLI; a no-op once the folder exists

@@ -18,28 +18,33 @@ from gpt_lightning.train.resume import StopRequest, TrainingInterrupted
 class LastCheckpoint(L.Callback):
     """Keeps `last.ckpt` current: every `every_n_train_steps` optimizer steps, when training ends (also when
     max_steps is not a multiple of the interval, which ModelCheckpoint alone skips), and when SIGINT (Ctrl-C) or
-    SIGTERM asks the run to stop: then at the end of the current optimizer step, after which the run exits with
-    status 128 + signal number. Other exceptions save nothing (the state may be mid-step, and a crash must not
-    replace a good last.ckpt). It ranks nothing; the `checkpoint` callback keeps the best model by val/loss.
+    SIGTERM asks the run to stop: then at the end of the current optimizer step, after which the run validates that
+    step (a final val/loss) and exits with status 128 + signal number. Other exceptions save nothing (the state may
+    be mid-step, and a crash must not replace a good last.ckpt). It ranks nothing; the `checkpoint` callback keeps
+    the best model by val/loss.
 
     Saves go through the public `Trainer.save_checkpoint`, so the Trainer's CheckpointIO writes them (atomically,
     see resume.py) and the strategy decides which ranks write: every rank calls it, as FSDP needs."""
 
     def __init__(self, dirpath: Optional[str] = None, every_n_train_steps: int = 250) -> None:
-        """Args:
-        dirpath: folder for last.ckpt (linked to --checkpoint.dirpath by the CLI; None: the folder of the
-            Trainer's ModelCheckpoint, else DEFAULT_ROOT_DIR/checkpoints).
-        every_n_train_steps: optimizer steps between two saves of last.ckpt (0: only at the end and on a stop);
-            at most this much work is lost when a run is killed without warning.
+        """last.ckpt, kept current.
+
+        Args:
+            dirpath: folder for last.ckpt (linked to --checkpoint.dirpath by the CLI; None: the folder of the
+                Trainer's ModelCheckpoint, else DEFAULT_ROOT_DIR/checkpoints).
+            every_n_train_steps: optimizer steps between two saves of last.ckpt (0: only at the end and on a stop);
+                at most this much work is lost when a run is killed without warning.
         """
         self.dirpath, self.every_n_train_steps = dirpath, every_n_train_steps
         self.last_model_path = ""
         self.saved_step: Optional[int] = None  # global_step of the state last.ckpt holds
         self.stop_request = StopRequest()
+        self.stopping: Optional[int] = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The state at the start is the checkpoint this run resumed from, or step 0: nothing new to save.
         self.saved_step = trainer.global_step
+        self.stopping: Optional[int] = None  # the signal that asked this run to stop
         self.stop_request.install()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
@@ -48,7 +53,7 @@ class LastCheckpoint(L.Callback):
         every = self.every_n_train_steps
         if every > 0 and trainer.global_step % every == 0:
             self.save(trainer)
-        self.stop_if_requested(trainer)
+        self.stop_if_requested(trainer, validate_first=True)
 
     def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx, *args):
         # A stop asked for during validation (in fit) need not wait for the rest of it: the training state is at an
@@ -59,16 +64,26 @@ class LastCheckpoint(L.Callback):
         if trainer.state.fn == "fit" and not trainer.sanity_checking and trainer.world_size == 1:
             self.stop_if_requested(trainer)
 
-    def stop_if_requested(self, trainer: L.Trainer) -> None:
-        """If SIGINT or SIGTERM came (on any rank): save last.ckpt and exit with status 128 + signal number."""
+    def stop_if_requested(self, trainer: L.Trainer, validate_first: bool = False) -> None:
+        """If SIGINT or SIGTERM came (on any rank): save last.ckpt and exit with status 128 + signal number; at a
+        step boundary (validate_first), only after Lightning has validated that step (a final val/loss)."""
+        if self.stopping is not None:
+            return  # stopping already: this is the final validation
         signum = self.stop_request.requested(trainer)
         if signum is None:
             return
-        self.save(trainer)
+        self.save(trainer)  # first: the validation that may follow must not put the saved state at risk
         rank_zero_info(
             f"Stopped after step {trainer.global_step}; saved {self.last_model_path}. "
             "Resume with the same command plus --ckpt_path last."
         )
+        if validate_first:
+            self.stopping = signum
+            trainer.should_stop = True  # Lightning validates this step, then ends training (on_train_end exits)
+            return
+        self.exit(trainer, signum)
+
+    def exit(self, trainer: L.Trainer, signum: int) -> None:
         for lg in trainer.loggers:  # Lightning does not flush loggers when a run ends by an exception
             lg.finalize("interrupted")
         raise TrainingInterrupted(signum)
@@ -77,6 +92,8 @@ class LastCheckpoint(L.Callback):
         self.stop_request.restore()
         if not trainer.fast_dev_run:
             self.save(trainer)
+        if self.stopping is not None:
+            self.exit(trainer, self.stopping)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.stop_request.restore()
@@ -104,11 +121,13 @@ class TextSampleCallback(L.Callback):
     def __init__(
         self, prompt: str = "\n", max_new_tokens: int = 200, temperature: float = 0.8, top_k: Optional[int] = 200
     ) -> None:
-        """Args:
-        prompt: text the sample continues (must be inside a char model's vocabulary).
-        max_new_tokens: tokens to generate (0 turns the sample off).
-        temperature: sampling temperature (0: greedy).
-        top_k: sample among the k most likely tokens only.
+        """A text sample in TensorBoard's TEXT tab after each validation.
+
+        Args:
+            prompt: text the sample continues (must be inside a char model's vocabulary).
+            max_new_tokens: tokens to generate (0 turns the sample off).
+            temperature: sampling temperature (0: greedy).
+            top_k: sample among the k most likely tokens only (None: all).
         """
         from gpt_lightning.generation import Sampling  # checks the settings now, not at the first validation
 
@@ -143,6 +162,16 @@ class TextSampleCallback(L.Callback):
         pl_module.eval()
         text = generate_text(pl_module.model, tokenizer, self.prompt, self.max_new_tokens, sampling=sampling)
         pl_module.train(was_training)
+        step = trainer.global_step  # optimizer steps done: the step of this validation's val/loss
         for lg in loggers:
-            # TensorBoard renders text as markdown: indent by 4 spaces to keep line breaks and spacing
-            lg.experiment.add_text("samples", "    " + text.replace("\n", "\n    "), trainer.global_step)
+            lg.experiment.add_text("samples", sample_markdown(text, step, trainer.callback_metrics, self), step)
+
+
+def sample_markdown(text: str, step: int, metrics: dict, sample: TextSampleCallback) -> str:
+    """A header line saying what the sample is (step, val/loss, sampling settings), then the text. TensorBoard
+    renders text as markdown: the text is indented by 4 spaces, a code block, to keep its line breaks and spacing."""
+    loss = metrics.get("val/loss")
+    header = [f"step {step}", f"val/loss {float(loss):.4f}" if loss is not None else "val/loss unknown"]
+    header += [f"prompt {sample.prompt!r}", f"temperature {sample.sampling.temperature:g}"]
+    header += [f"top_k {sample.sampling.top_k}", f"{sample.max_new_tokens} new tokens"]
+    return "**" + " · ".join(header) + "**\n\n" + "    " + text.replace("\n", "\n    ")

@@ -123,8 +123,8 @@ class HellaSwagEval(L.Callback):
         metrics = {"eval/hellaswag_acc": correct / total, "eval/hellaswag_acc_norm": correct_norm / total}
         if trainer.is_global_zero:
             for logger in trainer.loggers:
-                # the step index Lightning's own step metrics (train/loss, val/loss) use for the step just taken
-                logger.log_metrics(metrics, step=trainer.global_step - 1)
+                # optimizer steps done, the step every scalar and checkpoint name uses
+                logger.log_metrics(metrics, step=trainer.global_step)
             line = (
                 f"step {trainer.global_step}: hellaswag acc_norm {metrics['eval/hellaswag_acc_norm']:.4f}, "
                 f"acc {metrics['eval/hellaswag_acc']:.4f} ({int(total):,} examples, "

@@ -15,11 +15,13 @@ from typing import Literal, Optional, Union
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torchmetrics import MeanMetric
 
 from gpt_lightning.errors import UserError
 from gpt_lightning.hardware import check_precision, enable_tf32
 from gpt_lightning.model import GPT, GPTConfig
+from gpt_lightning.tokenizer import compact_tokenizer_meta
 from gpt_lightning.train import resume
 from gpt_lightning.train.clipping import clip_gradients, fused_adamw_options
 from gpt_lightning.train.compat import attached_trainer
@@ -132,6 +134,8 @@ class GPTLightningModule(L.LightningModule):
             muon_weight_decay: Muon's decoupled weight decay of the block matrices.
         """
         super().__init__()
+        if tokenizer is not None:
+            tokenizer = compact_tokenizer_meta(tokenizer)  # saved from here: one line in hparams.yaml and checkpoints
         self.save_hyperparameters()
         if optimizer == "muon":  # before anything is built: one sentence naming what is missing
             check_muon_available()
@@ -157,6 +161,8 @@ class GPTLightningModule(L.LightningModule):
         self.hparams.update({k: getattr(config, k) for k in resolved})
         self.hparams.init_from = "scratch"
         self.hparams.init_optimizer_state = False  # applied once, at the start of this run (on_fit_start)
+        if self.hparams.tokenizer is not None:
+            self.hparams.tokenizer = compact_tokenizer_meta(self.hparams.tokenizer)  # also a pretrained model's
         self.val_loss = MeanMetric()  # sums and counts, so the mean over DDP ranks is exact
         self.nonfinite = NonFinitePolicy(on_nonfinite_loss)
         self.compiled: Optional[CompiledWithEagerFallback] = None  # set by configure_model
@@ -175,11 +181,23 @@ class GPTLightningModule(L.LightningModule):
         # of log_every_n_steps): each self.log call is about a millisecond of Python (14% of a tiny model's step
         # in a profile), wasted on the steps in between.
         # No prog_bar and no sync_dist: either would force a host sync on every step.
-        every = self.trainer.log_every_n_steps
-        if every and (self.global_step + 1) % every == 0:
+        if self.logs_this_step():
+            # Every scalar is logged at the number of optimizer steps done, as checkpoints are named: this batch's
+            # step makes it global_step + 1. Logging a `step` key sets the logged step (and leaves out Lightning's
+            # `epoch` scalar, always 0 on an endless stream).
+            self.log("step", float(self.global_step + 1), on_step=True, on_epoch=False)
             self.log("train/loss", loss, on_step=True, on_epoch=False)
+            # the LR this step applies; the decay and no-decay groups share the schedule: one curve
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         self.nonfinite.update(loss, self.global_step)
         return loss
+
+    def logs_this_step(self) -> bool:
+        """Whether the Trainer writes this optimizer step's metrics to its loggers (when the steps done after it
+        are a multiple of log_every_n_steps). Logging only then saves a millisecond of Python per self.log call
+        (14% of a tiny model's step in a profile) on the steps in between."""
+        every = self.trainer.log_every_n_steps
+        return bool(every) and (self.global_step + 1) % every == 0
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -191,8 +209,18 @@ class GPTLightningModule(L.LightningModule):
         self.val_loss.reset()
         if not self.trainer.sanity_checking:
             check_validation_loss(loss, self.global_step)  # before val/loss is logged and ranks checkpoints
+        metrics = {"val/loss": loss, "val/perplexity": torch.exp(loss)}
+        if self.trainer.sanity_checking:
+            # Lightning logs nothing of its sanity check. Run over every batch (num_sanity_val_steps=-1, the CLI's
+            # default), it is a full validation of the starting model, outside the training RNG (Lightning
+            # isolates it): log it at the starting step, 0 for a new run.
+            if self.trainer.num_sanity_val_steps == float("inf"):
+                for logger in self.loggers:
+                    logger.log_metrics({k: float(v) for k, v in metrics.items()}, step=self.global_step)
+            return
+        self.log("step", float(self.global_step))  # optimizer steps done, as the checkpoint's name says
         self.log("val/loss", loss, prog_bar=True)
-        self.log("val/perplexity", torch.exp(loss))
+        self.log("val/perplexity", metrics["val/perplexity"])
 
     test_step = validation_step
     on_test_epoch_end = on_validation_epoch_end
@@ -269,8 +297,23 @@ class GPTLightningModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.nonfinite.after_batch(self.trainer, batch_idx, self.device)
+        trainer = self.trainer
+        if (batch_idx + 1) % trainer.accumulate_grad_batches == 0 and self.is_last_step(trainer):
+            # Stopping by should_stop makes Lightning validate this step first (once, also when it is a
+            # val_every_n_steps step), so every run ends with a val/loss and the best checkpoint has its monitor.
+            trainer.should_stop = True
+
+    @staticmethod
+    def is_last_step(trainer: L.Trainer) -> bool:
+        """max_steps reached, or the last batch of the last epoch of a finite data stream."""
+        if 0 < trainer.max_steps <= trainer.global_step:
+            return True
+        max_epochs = trainer.max_epochs
+        return trainer.is_last_batch and max_epochs is not None and 0 < max_epochs <= trainer.current_epoch + 1
 
     def on_before_optimizer_step(self, optimizer) -> None:
+        if self.logs_this_step():
+            self.log("train/grad_norm", self.gradient_norm(), on_step=True, on_epoch=False)
         self.nonfinite.before_optimizer_step(self.trainer, optimizer)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
@@ -285,6 +328,15 @@ class GPTLightningModule(L.LightningModule):
         checkpoint["state_dict"] = strip_wrapper_prefixes(checkpoint["state_dict"])
 
     # ------------------------------------------------------------ helpers
+
+    def gradient_norm(self) -> torch.Tensor:
+        """The global L2 norm of the gradients, before clipping (Lightning calls on_before_optimizer_step after
+        unscaling and before clipping). Under FSDP each rank holds a shard: the squares are summed over ranks."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        if isinstance(self.trainer.model, FSDP):
+            norm = self.trainer.strategy.reduce(norm.square(), reduce_op="sum").sqrt()
+        return norm
 
     @property
     def config(self) -> GPTConfig:

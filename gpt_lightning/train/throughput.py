@@ -28,9 +28,11 @@ class ThroughputLogger(L.Callback):
     """
 
     def __init__(self, window: Optional[int] = None, print_every_n_steps: int = 500) -> None:
-        """Args:
-        window: optimizer steps per measurement (None: the Trainer's log_every_n_steps).
-        print_every_n_steps: print tokens/s and MFU to the console every this many optimizer steps (0: never).
+        """Tokens per second and MFU while training (perf/tokens_per_sec, perf/mfu).
+
+        Args:
+            window: optimizer steps per measurement (None: the Trainer's log_every_n_steps).
+            print_every_n_steps: print tokens/s and MFU to the console every this many optimizer steps (0: never).
         """
         self.window, self.print_every_n_steps = window, print_every_n_steps
         self.flops_per_token: Optional[int] = None
@@ -94,8 +96,8 @@ class ThroughputLogger(L.Callback):
         if self.peak and self.flops_per_token:
             metrics["perf/mfu"] = self.flops_per_token * tokens_per_sec / self.peak
         for logger in trainer.loggers:
-            # step index as Lightning's own step metrics (train/loss, lr) use for the step just taken
-            logger.log_metrics(metrics, step=trainer.global_step - 1)
+            # optimizer steps done, the step every scalar and checkpoint name uses
+            logger.log_metrics(metrics, step=trainer.global_step)
         step = trainer.global_step
         if self.print_every_n_steps and step % self.print_every_n_steps < self._window(trainer):
             mfu = f"{metrics['perf/mfu']:.1%}" if "perf/mfu" in metrics else "unknown"

@@ -52,7 +52,7 @@ def test_fit_writes_checkpoints_and_tensorboard_events(trained_run):
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     assert {"train/loss", "val/loss", "val/perplexity"} <= tags
-    assert any(t.startswith("lr") for t in tags)  # LearningRateMonitor
+    assert "train/lr" in tags and not any(t.startswith("lr-") for t in tags)  # one LR curve, not one per group
     assert "samples/text_summary" in acc.Tags()["tensors"]  # the generated text sample
 
 

@@ -56,7 +56,7 @@ def test_fit_trains_on_a_nanogpt_data_folder_as_it_is(tmp_path, vocab):
     assert snapshot(data) == before  # no meta.json (nor anything else) written into the user's folder
     hp = torch.load(tmp_path / "out" / "ckpt" / "last.ckpt", weights_only=True)["hyper_parameters"]
     if vocab == "char":
-        assert hp["vocab_size"] == len(CHARS) and hp["tokenizer"] == {"kind": "char", "chars": CHARS}
+        assert hp["vocab_size"] == len(CHARS) and hp["tokenizer"] == {"kind": "char", "chars": "".join(CHARS)}
     else:
         assert hp["vocab_size"] == 50257 and hp["tokenizer"]["kind"] == "gpt2"
 

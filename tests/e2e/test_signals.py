@@ -15,6 +15,7 @@ import torch
 from helpers import (
     TINY,
     assert_matches_reference,
+    csv_metrics,
     new_root,
     read_progress,
     resumed_losses,
@@ -74,12 +75,14 @@ def test_signal_saves_at_step_boundary_and_resumes_exactly(tmp_path, monkeypatch
     assert 2 <= step < STEPS  # the step in progress was finished, then the run stopped
     assert ckpt["TokenBinDataModule"]["batches_consumed"] == 2 * step
     assert not list((root / "out/ckpt").glob(".*.tmp-*"))
+    stopped_vals = [s for s, m in csv_metrics(versions(root)[0]).items() if "val/loss" in m]
+    assert stopped_vals[-1] == step  # the stopped run validated its last step
 
     monkeypatch.chdir(root)
     write_tiny_config(root)  # the same run, without the throttle
     assert run_cli_in_process(["fit", "--config", "tiny.yaml", "--ckpt_path", "last"]) == 0
     resumed = train_losses(versions(root)[-1])
-    assert min(resumed) == step
+    assert min(resumed) == step + 1  # the first step after the stop, logged as steps done
     assert_matches_reference(reference, resumed_losses(root), root / "out/ckpt/last.ckpt")
 
 

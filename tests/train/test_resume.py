@@ -44,9 +44,10 @@ def test_stop_and_resume_is_exact(tmp_path, monkeypatch, data_root, reference, c
     # a new max_steps on the command line is honoured
     assert run_cli_in_process(["fit", "--config", "tiny.yaml", "--ckpt_path", "last"]) == 0
     first, second = (train_losses(v) for v in versions(root))
-    assert sorted(first) == [0, 1, 2] and sorted(second) == list(range(3, STEPS))
+    # logged at the optimizer steps done, as the checkpoints' names count them
+    assert sorted(first) == [1, 2, 3] and sorted(second) == list(range(4, STEPS + 1))
     assert_matches_reference(reference, {**first, **second}, root / "out/ckpt/last.ckpt")
-    lrs = {s: m["lr-AdamW/pg1"] for v in versions(root) for s, m in csv_metrics(v).items() if "lr-AdamW/pg1" in m}
+    lrs = {s: m["train/lr"] for v in versions(root) for s, m in csv_metrics(v).items() if "train/lr" in m}
     for step, lr in lrs.items():
         assert_close(lr, reference["lrs"][step], 1e-12)
 
@@ -81,10 +82,10 @@ def test_resume_honours_new_learning_rate(tmp_path, monkeypatch, data_root):
         "5",
     ]
     assert run_cli_in_process(args) == 0
-    lrs = {s: m["lr-AdamW/pg1"] for s, m in csv_metrics(versions(root)[1]).items() if "lr-AdamW/pg1" in m}
-    assert sorted(lrs) == [3, 4]
+    lrs = {s: m["train/lr"] for s, m in csv_metrics(versions(root)[1]).items() if "train/lr" in m}
+    assert sorted(lrs) == [4, 5]  # steps done: the LR of the 4th step (index 3) is logged at 4
     for step, lr in lrs.items():  # the schedule runs over the new peak learning rate
-        assert_close(lr, lr_at(step, 5e-3, warmup_steps=2, lr_decay_steps=8, min_lr=1e-3), 1e-12)
+        assert_close(lr, lr_at(step - 1, 5e-3, warmup_steps=2, lr_decay_steps=8, min_lr=1e-3), 1e-12)
     ckpt = torch.load(path, weights_only=False)
     assert ckpt["hyper_parameters"]["learning_rate"] == 5e-3
     assert [g["lr"] for g in ckpt["optimizer_states"][0]["param_groups"]] == [

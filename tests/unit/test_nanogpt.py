@@ -353,7 +353,7 @@ def test_a_nanogpt_data_folder_reads_as_it_is(tmp_path, vocab):
     before = {p.name: p.stat().st_mtime_ns for p in data.iterdir()}
     dm = TokenBinDataModule(data_dir=data, block_size=BLOCK, batch_size=4, val_batches=2, source="tinyshakespeare")
     if vocab == "char":
-        assert dm.vocab_size == len(CHARS) and dm.tokenizer_meta == {"kind": "char", "chars": CHARS}
+        assert dm.vocab_size == len(CHARS) and dm.tokenizer_meta == {"kind": "char", "chars": "".join(CHARS)}
     else:
         assert dm.vocab_size == 50257 and dm.tokenizer_meta["kind"] == "gpt2"
     x, y = next(iter(dm.train_dataloader()))
