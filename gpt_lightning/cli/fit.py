@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import logging
 import re
 import sys
 import warnings
@@ -39,6 +40,10 @@ from gpt_lightning.train.throughput import ThroughputLogger
 # The validation dataset has a length so progress bars know their total; it is not split over workers, so
 # Lightning's warning about lengths with several workers does not apply.
 warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined.*")
+# Lightning's advertising ("💡 Tip: ... try installing litlogger"); its other messages are kept
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: not str(record.msg).startswith("💡 Tip:")
+)
 # Deprecations inside Lightning 2.6's own calls into jsonargparse and torch, which nothing here can change
 warnings.filterwarnings("ignore", message=r".*skip_none parameter was deprecated.*")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")

@@ -104,7 +104,7 @@ class LastCheckpoint(L.Callback):
             return
         if not self.last_model_path:
             self.last_model_path = os.path.join(self.resolve_dirpath(trainer), "last.ckpt")
-        trainer.save_checkpoint(self.last_model_path)
+        trainer.save_checkpoint(self.last_model_path, weights_only=False)  # all of it, to resume from
         self.saved_step = trainer.global_step
 
     def resolve_dirpath(self, trainer: L.Trainer) -> str:
