@@ -193,11 +193,12 @@ class GPTLightningModule(L.LightningModule):
         return loss
 
     def logs_this_step(self) -> bool:
-        """Whether the Trainer writes this optimizer step's metrics to its loggers (when the steps done after it
-        are a multiple of log_every_n_steps). Logging only then saves a millisecond of Python per self.log call
+        """Whether the Trainer writes this optimizer step's metrics to its loggers: when the steps done after it
+        are a multiple of log_every_n_steps, and at max_steps (where on_train_batch_end stops the run, and a
+        stopping Trainer writes its metrics). Logging only then saves a millisecond of Python per self.log call
         (14% of a tiny model's step in a profile) on the steps in between."""
-        every = self.trainer.log_every_n_steps
-        return bool(every) and (self.global_step + 1) % every == 0
+        every, done = self.trainer.log_every_n_steps, self.global_step + 1
+        return bool(every) and (done % every == 0 or done == self.trainer.max_steps)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

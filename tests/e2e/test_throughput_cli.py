@@ -43,10 +43,10 @@ def test_fit_logs_tokens_per_sec_and_says_mfu_is_unknown_on_cpu(tmp_path, char_d
     assert re.search(r"step 20: [\d,]+ tokens/s, MFU unknown", output)
     run_dir = tmp_path / "out" / "tiny" / "version_0"
     tokens_per_sec = scalars(run_dir, "perf/tokens_per_sec")
-    # one point per window of 5 optimizer steps, at the step index train/loss uses
-    assert [step for step, _ in tokens_per_sec] == [4, 9, 14, 19]
+    # one point per window of 5 optimizer steps, at the optimizer steps done, as train/loss
+    assert [step for step, _ in tokens_per_sec] == [5, 10, 15, 20]
     assert all(value > 0 for _, value in tokens_per_sec)
-    assert [step for step, _ in scalars(run_dir, "train/loss")] == [4, 9, 14, 19]
+    assert [step for step, _ in scalars(run_dir, "train/loss")] == [5, 10, 15, 20]
     assert scalars(run_dir, "perf/mfu") == []  # never a made-up number
 
 

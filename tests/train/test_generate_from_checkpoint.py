@@ -169,5 +169,6 @@ def test_text_sample_callback_writes_generated_text(tmp_path):
     fit("ROMEO:")
     events = EventAccumulator(str(tmp_path / "tb" / "version_0"), size_guidance={"tensors": 0}).Reload()
     (sample,) = [t for t in events.Tags()["tensors"] if t.startswith("samples")]
-    text = events.Tensors(sample)[0].tensor_proto.string_val[0].decode()
+    header, text = events.Tensors(sample)[0].tensor_proto.string_val[0].decode().split("\n\n", 1)
+    assert header.startswith("**step 1 ·") and "prompt 'ROMEO:'" in header  # then the text, as a code block
     assert text.startswith("    ROMEO:") and len(text.replace("\n    ", "\n")) == 4 + len("ROMEO:") + 20

@@ -90,10 +90,10 @@ def test_fit_logs_hellaswag_at_optimizer_steps(gpt2_data, examples_file, tmp_pat
     assert clock == ["pause", "resume"] * 3
     out = capsys.readouterr().out
     scalars = tensorboard_scalars(tmp_path / "lightning_logs" / "version_0")
-    # every 2 optimizer steps (not micro-batches), and after the last (5th) step; logged at the index of the step
-    # just taken, as train/loss and val/loss are
-    assert [s for s, _ in scalars["eval/hellaswag_acc_norm"]] == [1, 3, 4]
-    assert [s for s, _ in scalars["eval/hellaswag_acc"]] == [1, 3, 4]
+    # every 2 optimizer steps (not micro-batches), and after the last (5th) step; logged at the optimizer steps
+    # done, as train/loss and val/loss are
+    assert [s for s, _ in scalars["eval/hellaswag_acc_norm"]] == [2, 4, 5]
+    assert [s for s, _ in scalars["eval/hellaswag_acc"]] == [2, 4, 5]
     acc, acc_norm = final_model_score(tmp_path / "ckpt" / "last.ckpt", path)
     assert scalars["eval/hellaswag_acc"][-1][1] == pytest.approx(acc, abs=1e-6)
     assert scalars["eval/hellaswag_acc_norm"][-1][1] == pytest.approx(acc_norm, abs=1e-6)

@@ -139,10 +139,12 @@ def test_validation_at_start_does_not_change_training(tmp_path, monkeypatch, dat
 
 
 def test_a_run_shorter_than_the_validation_interval_ends_validated(tmp_path, monkeypatch, data_root):
-    root = new_root(tmp_path, data_root, **{"trainer.max_steps": 3})
+    root = new_root(tmp_path, data_root, **{"trainer.max_steps": 3, "trainer.log_every_n_steps": 2})
     monkeypatch.chdir(root)
     assert run_cli_in_process(["fit", "--config", "tiny.yaml"]) == 0
-    assert [s for s, m in csv_metrics(versions(root)[0]).items() if "val/loss" in m] == [3]
+    metrics = csv_metrics(versions(root)[0])
+    assert [s for s, m in metrics.items() if "val/loss" in m] == [3]
+    assert [s for s, m in metrics.items() if "train/loss" in m] == [2, 3]  # the last step too, logged once
     assert [p.name.split("-val")[0] for p in (root / "out/ckpt").glob("best-*.ckpt")] == ["best-step000003"]
 
 
