@@ -137,6 +137,6 @@ def test_two_ddp_ranks_reduce_the_counts_exactly(gpt2_data, examples_file, tmp_p
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     scalars = tensorboard_scalars(tmp_path / "lightning_logs" / "version_0")
     acc, acc_norm = final_model_score(tmp_path / "ckpt" / "last.ckpt", path)
-    assert scalars["eval/hellaswag_acc"] == [(1, pytest.approx(acc, abs=1e-6))]
-    assert scalars["eval/hellaswag_acc_norm"] == [(1, pytest.approx(acc_norm, abs=1e-6))]
+    assert scalars["eval/hellaswag_acc"] == [(2, pytest.approx(acc, abs=1e-6))]
+    assert scalars["eval/hellaswag_acc_norm"] == [(2, pytest.approx(acc_norm, abs=1e-6))]
     assert f"({len(EXAMPLES)} examples, " in proc.stdout + proc.stderr  # the reduced count, not a rank's share
