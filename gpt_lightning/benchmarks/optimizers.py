@@ -52,8 +52,8 @@ def read_curve(metrics_csv: Path) -> dict[int, dict[str, float]]:
     with open(metrics_csv) as f:
         for row in csv.DictReader(f):
             step = int(row["step"])
-            if row.get("val/loss"):  # Lightning logs it at the last step's index: global_step - 1
-                curve.setdefault(step + 1, {})["val"] = float(row["val/loss"])
+            if row.get("val/loss"):  # logged at the optimizer steps done, as every scalar
+                curve.setdefault(step, {})["val"] = float(row["val/loss"])
             if row.get("time/train_s"):
                 curve.setdefault(step, {})["s"] = float(row["time/train_s"])
     return {s: v for s, v in sorted(curve.items()) if "val" in v and "s" in v}

@@ -95,4 +95,4 @@ class EpochMonitor(L.Callback):
         if not (every and step_done and trainer.global_step % every == 0 and hasattr(data, "epochs_seen")):
             return
         for logger in trainer.loggers:
-            logger.log_metrics({"train/epoch": data.epochs_seen(trainer.global_step)}, step=trainer.global_step - 1)
+            logger.log_metrics({"train/epoch": data.epochs_seen(trainer.global_step)}, step=trainer.global_step)

@@ -1,8 +1,8 @@
 """What TensorBoard shows: a CUSTOM SCALARS layout that opens on the losses, and an HPARAMS entry for the run.
 
 The layout is one list (CHARTS, below): a chart per entry, in the order a person reads them. A chart whose
-metric this run does not log (MFU on a device without a known peak, HellaSwag when it is off, the epoch without
-epoch sampling) is left out, so no chart says "no data". docs/monitoring.md says what each chart means.
+metric this run does not log (MFU on a device without a known peak, HellaSwag when it is off) is left out, so
+no chart says "no data". docs/monitoring.md says what each chart means.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ def _hellaswag_on(trainer: L.Trainer) -> bool:
     return getattr(_callback(trainer, "HellaSwagEval"), "examples", None) is not None
 
 
-def _epoch_sampling(trainer: L.Trainer) -> bool:
-    return getattr(trainer.datamodule, "sampling", None) == "epoch"
+def _epochs_logged(trainer: L.Trainer) -> bool:
+    return _callback(trainer, "EpochMonitor") is not None and hasattr(trainer.datamodule, "epochs_seen")
 
 
 CHARTS = [
@@ -43,7 +43,7 @@ CHARTS = [
     Chart("1 losses", "val/perplexity", ("val/perplexity",)),
     Chart("2 optimizer", "train/lr", ("train/lr",)),
     Chart("2 optimizer", "train/grad_norm (before clipping)", ("train/grad_norm",)),
-    Chart("2 optimizer", "train/epoch", ("train/epoch",), _epoch_sampling),
+    Chart("2 optimizer", "train/epoch", ("train/epoch",), _epochs_logged),
     Chart("3 throughput", "perf/tokens_per_sec", ("perf/tokens_per_sec",), lambda t: _callback(t, "ThroughputLogger")),
     Chart("3 throughput", "perf/mfu", ("perf/mfu",), _mfu_known),
     Chart("4 evaluation", "HellaSwag", ("eval/hellaswag_acc_norm", "eval/hellaswag_acc"), _hellaswag_on),

@@ -51,10 +51,13 @@ def tb_run(tmp_path_factory, data_root):
 def test_tags_and_steps(tb_run):
     root, _, acc = tb_run
     scalars = set(acc.Tags()["scalars"])
-    expected = {"train/loss", "train/lr", "train/grad_norm", "val/loss", "val/perplexity", "perf/tokens_per_sec"}
-    assert scalars == expected  # no epoch, one LR curve (not lr-AdamW/pg1, pg2), no MFU on an unknown CPU
+    expected = {"train/loss", "train/lr", "train/grad_norm", "train/epoch", "val/loss", "val/perplexity"}
+    expected.add("perf/tokens_per_sec")
+    # no Lightning "epoch" (train/epoch counts passes over the data), one LR curve (not lr-AdamW/pg1 and pg2),
+    # no MFU on a CPU without a known peak
+    assert scalars == expected
     # every scalar at the optimizer steps done
-    for tag in ("train/loss", "train/lr", "train/grad_norm", "perf/tokens_per_sec"):
+    for tag in ("train/loss", "train/lr", "train/grad_norm", "train/epoch", "perf/tokens_per_sec"):
         assert steps_of(acc, tag) == [2, 4, 6, 8, 10], tag
     assert steps_of(acc, "val/loss") == [0, 4, 8, 10]  # at the start, every 4, and the final step
     assert steps_of(acc, "val/perplexity") == [0, 4, 8, 10]
@@ -90,7 +93,9 @@ def test_custom_scalars_layout_opens_on_the_losses(tb_run):
     first = layout.category[0].chart[0]
     assert list(first.multiline.tag) == ["^train/loss$", "^val/loss$"]  # train and val loss on one chart
     charts = [tag for c in layout.category for chart in c.chart for tag in chart.multiline.tag]
-    assert charts[:5] == ["^train/loss$", "^val/loss$", "^val/perplexity$", "^train/lr$", "^train/grad_norm$"]
+    assert charts[:6] == [
+        "^train/loss$", "^val/loss$", "^val/perplexity$", "^train/lr$", "^train/grad_norm$", "^train/epoch$"
+    ]  # fmt: skip
     assert "^perf/mfu$" not in charts  # not known on this CPU: no empty chart
     assert "^perf/tokens_per_sec$" in charts
 
