@@ -44,6 +44,9 @@ warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` de
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
     lambda record: not str(record.msg).startswith("💡 Tip:")
 )
+# ModelCheckpoint warns whenever its folder has files (run.lock, a resumed run's checkpoints); a new run into a
+# folder with checkpoints is refused before this (resume.refuse_to_overwrite_run), so the warning says nothing more
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 # Deprecations inside Lightning 2.6's own calls into jsonargparse and torch, which nothing here can change
 warnings.filterwarnings("ignore", message=r".*skip_none parameter was deprecated.*")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
