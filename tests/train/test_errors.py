@@ -251,7 +251,8 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (unknown_yaml_key, "n_layers"),
     (
         new_run_over_earlier_run,
-        "out/ckpt already holds checkpoints of an earlier run (last.ckpt); resume it with --ckpt_path last",
+        # (the earlier run's best checkpoint is listed first: it validated its last step)
+        "out/ckpt already holds checkpoints of an earlier run (best-step000002-val",
     ),
     (resume_on_other_characters, "was trained on other tokens than this data's (the same 'char' tokenizer, but token"),
     (validate_on_other_characters, "was trained on other tokens than this data's (the same 'char' tokenizer, but"),
