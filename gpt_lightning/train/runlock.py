@@ -86,9 +86,7 @@ class RunLock:
     def describe_holder(fd: int) -> str:
         try:
             holder = json.loads(os.pread(fd, 65536, 0).decode() or "{}")
-            return (
-                f"pid {holder['pid']} on {holder['host']}, started {holder['started']}: {holder['command']}"
-            )
+            return f"pid {holder['pid']} on {holder['host']}, started {holder['started']}: {holder['command']}"
         except (ValueError, KeyError, OSError):
             return "its lock file does not say which"
 
