@@ -54,7 +54,10 @@ def export(
     out = Path(out)
     check_out_folder(out, overwrite)
     checkpoint = read_checkpoint(ckpt_path)
-    config = config_from_checkpoint(checkpoint)
+    try:
+        config = config_from_checkpoint(checkpoint)
+    except UserError as e:  # say which file
+        raise UserError(f"{ckpt_path}: {e}") from e
     raw = checkpoint.get("state_dict") or checkpoint.get("model")
     if not isinstance(raw, dict):
         raise UserError(f"Checkpoint {ckpt_path} has no model weights (no state_dict); pass a .ckpt written by `fit`.")

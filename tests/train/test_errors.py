@@ -282,7 +282,7 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (corrupt_safetensors, "error: model.safetensors is not a readable .safetensors file"),
     (init_from_corrupt_safetensors, "error: model.safetensors is not a readable .safetensors file"),
     (bin_with_non_tensors, "error: hf/pytorch_model.bin holds 'wte.weight', which is not a tensor"),
-    (export_bin_with_non_tensors, "has no hyper_parameters to rebuild the model from"),
+    (export_bin_with_non_tensors, "error: hf/pytorch_model.bin: The checkpoint has no hyper_parameters to rebuild"),
 ]
 
 # Cases that fail on a value before anything is made: no log folder, no checkpoint folder, nothing new at all.
