@@ -10,7 +10,9 @@ import importlib
 import inspect
 import logging
 import re
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -88,6 +90,7 @@ class GPTLightningCLI(LightningCLI):
             raise UserError(REMOVED_LR_MONITOR)
         self.run_lock: Optional[RunLock] = None  # taken for a `fit` that runs now (before_instantiate_classes)
         self.runs_now = run
+        self.previous_sigint = None  # the SIGINT handler before_validate replaced
         formatting = {"prog": "python -m gpt_lightning", "formatter_class": HelpFormatter}
         try:
             super().__init__(
@@ -113,6 +116,16 @@ class GPTLightningCLI(LightningCLI):
         finally:  # with run=True the subcommand has run inside the constructor
             if self.run_lock is not None:
                 self.run_lock.release()
+            if self.previous_sigint is not None:
+                signal.signal(signal.SIGINT, self.previous_sigint)
+
+    def before_validate(self) -> None:
+        # Ctrl-C: one line and status 130 (Lightning turns a KeyboardInterrupt into status 1); nothing to save.
+        # `fit` has its own handler (train/resume.py: StopRequest), which saves first.
+        if threading.current_thread() is threading.main_thread():
+            self.previous_sigint = signal.signal(signal.SIGINT, resume.exit_at_once)
+
+    before_test = before_predict = before_validate
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         """Parse; with --ckpt_path, parse again with the checkpoint's hyperparameters as parser defaults, so that

@@ -157,6 +157,12 @@ class StopRequest:
         return signum
 
 
+def exit_at_once(signum: int, frame: Any) -> None:
+    """A SIGINT handler for commands with nothing to save (validate, test, predict): one line, status 130."""
+    sys.stderr.write("\ninterrupted (Ctrl-C)\n")
+    raise TrainingInterrupted(signum)
+
+
 # ------------------------------------------------------------ --ckpt_path
 
 

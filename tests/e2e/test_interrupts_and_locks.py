@@ -133,3 +133,17 @@ def test_ctrl_c_during_a_long_validation_stops_it_saves_and_exits_130(root):
     resumed = run_cli_subprocess(["fit", "--config", "tiny.yaml", "--ckpt_path", "last"], cwd=root)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert torch.load(root / "out/ckpt/last.ckpt", weights_only=False)["global_step"] == 8
+
+
+def test_ctrl_c_in_validate_is_one_line_and_exit_130(root):
+    write_tiny_config(root, **{"trainer.max_steps": 2})
+    assert run_cli_subprocess(["fit", "--config", "tiny.yaml"], cwd=root).returncode == 0
+    slow = [{"class_path": "probes.SlowValidation", "init_args": {"progress_file": "progress.txt", "seconds": 0.1}}]
+    write_tiny_config(root, **{"trainer.callbacks": slow, "data.val_batches": 1000})
+    proc = start(["validate", "--config", "tiny.yaml", "--ckpt_path", "out/ckpt/last.ckpt"], root)
+    wait_until(proc, lambda: (root / "progress.txt").is_file())
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "interrupted (Ctrl-C)" in err
