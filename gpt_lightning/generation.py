@@ -8,8 +8,9 @@ and the ids that come back into text, piece by piece. How tokens are drawn is on
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 import torch
 
@@ -87,7 +88,11 @@ def _prompt_tensor(model: GPT, ids: list[int], batch_size: int = 1) -> torch.Ten
 
 
 def _new_tokens(
-    model: GPT, idx: torch.Tensor, max_new_tokens: int, tokenizer: Tokenizer, sampling: Sampling,
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    tokenizer: Tokenizer,
+    sampling: Sampling,
     generator: Optional[torch.Generator],
 ) -> Iterator[torch.Tensor]:
     """The model's next tokens (B, 1); the RNG is `generator` (to continue one stream over several calls), else

@@ -10,8 +10,9 @@ import hashlib
 import importlib.util
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import copy_file
@@ -38,7 +39,7 @@ class CharTokenizer:
         self.vocab_size = len(self.chars)
 
     @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
+    def from_text(cls, text: str) -> CharTokenizer:
         return cls(sorted(set(text)))
 
     def encode(self, text: str) -> list[int]:
@@ -156,7 +157,9 @@ def tokenizer_from_meta(meta: dict) -> Tokenizer:
         return CharTokenizer(meta["chars"])
     if kind == GPT2Tokenizer.kind:
         return GPT2Tokenizer()
-    raise UserError(f"Unknown tokenizer kind {kind!r}; expected 'char' or 'gpt2' (was the file written by gpt_lightning?).")
+    raise UserError(
+        f"Unknown tokenizer kind {kind!r}; expected 'char' or 'gpt2' (was the file written by gpt_lightning?)."
+    )
 
 
 def build_tokenizer(kind: str, text: str | None = None) -> Tokenizer:

@@ -74,15 +74,17 @@ def compare(curves: dict[str, dict[int, dict[str, float]]]) -> list[dict]:
         curve = curves[name]
         last = max(curve)
         step = reached(curve, target)
-        rows.append({
-            "run": name,
-            "final_step": last,
-            "final_val": curve[last]["val"],
-            "s_per_step": curve[last]["s"] / last,
-            "steps_to_ref": step,
-            "steps_frac": step / ref_step if step is not None else None,
-            "time_frac": curve[step]["s"] / ref_s if step is not None else None,
-        })
+        rows.append(
+            {
+                "run": name,
+                "final_step": last,
+                "final_val": curve[last]["val"],
+                "s_per_step": curve[last]["s"] / last,
+                "steps_to_ref": step,
+                "steps_frac": step / ref_step if step is not None else None,
+                "time_frac": curve[step]["s"] / ref_s if step is not None else None,
+            }
+        )
     return rows
 
 
@@ -133,19 +135,37 @@ def main(
     for name, extra in runs.items():
         run_dir = out / name
         cmd = [
-            sys.executable, "-m", "gpt_lightning", "fit", "--config", str(preset),
-            "--trainer.max_steps", str(steps), "--model.lr_decay_steps", str(steps),
-            "--val_every_n_steps", str(val_every),
-            "--trainer.logger", json.dumps({
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": str(out), "name": name, "version": 0},
-            }),
-            "--trainer.callbacks", json.dumps([{"class_path": "gpt_lightning.benchmarks.optimizers.TrainingClock"}]),
-            "--trainer.enable_progress_bar", "false",
-            "--checkpoint.dirpath", str(run_dir / "checkpoints"),
-            "--last_checkpoint.every_n_train_steps", str(10 * steps),
-            "--sample.max_new_tokens", "0",
-            *(args or []), *extra,
+            sys.executable,
+            "-m",
+            "gpt_lightning",
+            "fit",
+            "--config",
+            str(preset),
+            "--trainer.max_steps",
+            str(steps),
+            "--model.lr_decay_steps",
+            str(steps),
+            "--val_every_n_steps",
+            str(val_every),
+            "--trainer.logger",
+            json.dumps(
+                {
+                    "class_path": "lightning.pytorch.loggers.CSVLogger",
+                    "init_args": {"save_dir": str(out), "name": name, "version": 0},
+                }
+            ),
+            "--trainer.callbacks",
+            json.dumps([{"class_path": "gpt_lightning.benchmarks.optimizers.TrainingClock"}]),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--checkpoint.dirpath",
+            str(run_dir / "checkpoints"),
+            "--last_checkpoint.every_n_train_steps",
+            str(10 * steps),
+            "--sample.max_new_tokens",
+            "0",
+            *(args or []),
+            *extra,
         ]
         (out / f"{name}.cmd").write_text(" ".join(cmd) + "\n")
         log = open(out / f"{name}.log", "w")

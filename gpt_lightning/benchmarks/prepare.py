@@ -65,12 +65,16 @@ def run_child(source: str, out: str, num_proc: int) -> None:
     meta = prepare(source, "gpt2", Path(out), val_fraction=0.001, overwrite=True, num_proc=num_proc)
     seconds = time.perf_counter() - t0
     kib = 1024 if sys.platform != "darwin" else 1  # ru_maxrss is KiB on Linux, bytes on macOS
-    print(json.dumps({
-        "seconds": seconds,
-        "tokens": sum(split_tokens(meta, split) for split in SPLITS),
-        "main_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 1e6,
-        "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib / 1e6,
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "tokens": sum(split_tokens(meta, split) for split in SPLITS),
+                "main_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 1e6,
+                "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib / 1e6,
+            }
+        )
+    )
 
 
 def measure(source: Path, out: Path, num_proc: int) -> dict:
@@ -93,26 +97,36 @@ def main(gigabytes: float = 1.0, num_proc: tuple[int, ...] = (1, 2), small_gigab
             corpus = tmp / f"corpus_{size}"
             t0 = time.perf_counter()
             n = make_corpus(corpus, size)
-            print(f"corpus: {n} files, {n * FILE_BYTES / 1e9:.2f} GB of {TEXT_KIND[0]}, written in "
-                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+            print(
+                f"corpus: {n} files, {n * FILE_BYTES / 1e9:.2f} GB of {TEXT_KIND[0]}, written in "
+                f"{time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
             for p in procs:
                 r = measure(corpus, tmp / "out", p)
                 r.update(gigabytes=n * FILE_BYTES / 1e9, num_proc=p)
                 rows.append(r)
-                print(f"  num_proc {p}: {r['tokens']:,} tokens in {r['seconds']:.0f} s = {r['tokens'] / r['seconds']:,.0f} "
-                      f"tokens/s; peak RSS main {r['main_rss_mb']:.0f} MB, largest worker {r['worker_rss_mb']:.0f} MB",
-                      flush=True)
+                print(
+                    f"  num_proc {p}: {r['tokens']:,} tokens in {r['seconds']:.0f} s = "
+                    f"{r['tokens'] / r['seconds']:,.0f} "
+                    f"tokens/s; peak RSS main {r['main_rss_mb']:.0f} MB, largest worker {r['worker_rss_mb']:.0f} MB",
+                    flush=True,
+                )
             shutil.rmtree(corpus)
     print("\n| corpus | num_proc | tokens | seconds | tokens/s | peak RSS main | peak RSS largest worker |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         worker = f"{r['worker_rss_mb']:.0f} MB" if r["num_proc"] > 1 else "-"
-        print(f"| {r['gigabytes']:.2f} GB | {r['num_proc']} | {r['tokens']:,} | {r['seconds']:.0f} | "
-              f"{r['tokens'] / r['seconds']:,.0f} | {r['main_rss_mb']:.0f} MB | {worker} |")
+        print(
+            f"| {r['gigabytes']:.2f} GB | {r['num_proc']} | {r['tokens']:,} | {r['seconds']:.0f} | "
+            f"{r['tokens'] / r['seconds']:,.0f} | {r['main_rss_mb']:.0f} MB | {worker} |"
+        )
     base = [r for r in rows if r["gigabytes"] == rows[-1]["gigabytes"]]
     if len(base) > 1:
-        print(f"\nspeed-up num_proc {base[-1]['num_proc']} vs {base[0]['num_proc']}: "
-              f"{base[0]['seconds'] / base[-1]['seconds']:.2f}x")
+        print(
+            f"\nspeed-up num_proc {base[-1]['num_proc']} vs {base[0]['num_proc']}: "
+            f"{base[0]['seconds'] / base[-1]['seconds']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

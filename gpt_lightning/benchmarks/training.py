@@ -31,8 +31,8 @@ from lightning.pytorch import Callback
 
 from gpt_lightning.cli.fit import GPTLightningCLI
 from gpt_lightning.errors import UserError
-from gpt_lightning.model import flops_per_token
 from gpt_lightning.hardware import device_name, matmul_precision, peak_flops
+from gpt_lightning.model import flops_per_token
 
 
 class BenchCLI(GPTLightningCLI):
@@ -48,10 +48,19 @@ class BenchCLI(GPTLightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_argument("--steps", type=int, default=100, help="Optimizer steps timed per round and path.")
-        parser.add_argument("--warmup", type=int, default=10, help="Untimed optimizer steps (at least 1) before each timing.")
-        parser.add_argument("--rounds", type=int, default=5, help="Rounds of (a) and (b), in alternating order; the table reports medians.")
+        parser.add_argument(
+            "--warmup", type=int, default=10, help="Untimed optimizer steps (at least 1) before each timing."
+        )
+        parser.add_argument(
+            "--rounds",
+            type=int,
+            default=5,
+            help="Rounds of (a) and (b), in alternating order; the table reports medians.",
+        )
         parser.add_argument("--data_batches", type=int, default=500, help="Batches timed for the data pipeline alone.")
-        parser.add_argument("--rss", type=bool, default=True, help="Measure each path's peak RSS in a process of its own.")
+        parser.add_argument(
+            "--rss", type=bool, default=True, help="Measure each path's peak RSS in a process of its own."
+        )
 
     def before_instantiate_classes(self) -> None:
         super().before_instantiate_classes()
@@ -240,7 +249,8 @@ def main(args: list[str]) -> None:
         on_cpu = device.type == "cpu"
         hardware = f"cpu, {torch.get_num_threads()} threads" if on_cpu else device_name(device)
         print(
-            f"bench: {hardware}, torch {torch.__version__}, precision {precision}, compile {cli.model.hparams.compile}\n"
+            f"bench: {hardware}, torch {torch.__version__}, precision {precision}, "
+            f"compile {cli.model.hparams.compile}\n"
             f"model {model_config.n_layer} layers x {model_config.n_embd}, block {model_config.block_size}, "
             f"{tokens_per_step(cli):,} tokens per optimizer step (micro batch {c.data.batch_size} x block "
             f"{c.data.block_size} x accumulation {cli.trainer.accumulate_grad_batches})\n"
@@ -260,11 +270,17 @@ def main(args: list[str]) -> None:
                 else:  # b first every other round, so drift in machine load hits both alike
                     b, a = run_plain(cli), run_lightning(cli)
             rows.append((tokens / a.seconds, tokens / b.seconds, b.seconds / a.seconds, b.cpu_seconds / a.cpu_seconds))
-            print(f"{r + 1:<7}{rows[-1][0]:>21,.0f}{rows[-1][1]:>17,.0f}{rows[-1][2]:>7.3f}"
-                  + (f"{rows[-1][3]:>17.3f}" if on_cpu else ""), flush=True)
+            print(
+                f"{r + 1:<7}{rows[-1][0]:>21,.0f}{rows[-1][1]:>17,.0f}{rows[-1][2]:>7.3f}"
+                + (f"{rows[-1][3]:>17.3f}" if on_cpu else ""),
+                flush=True,
+            )
         a, b, ratio, cpu_ratio = (statistics.median(column) for column in zip(*rows))
-        print(f"{'median':<7}{a:>21,.0f}{b:>17,.0f}{ratio:>7.3f}" + (f"{cpu_ratio:>17.3f}" if on_cpu else "")
-              + "   (goal: a/b >= 0.97)")
+        print(
+            f"{'median':<7}{a:>21,.0f}{b:>17,.0f}{ratio:>7.3f}"
+            + (f"{cpu_ratio:>17.3f}" if on_cpu else "")
+            + "   (goal: a/b >= 0.97)"
+        )
 
         peak = peak_flops(device_name(device), matmul_precision(precision, device))
         if peak:

@@ -20,8 +20,8 @@ EXTRA_SUBCOMMANDS = ("prepare", "generate", "export", "bench", "doctor", "evalua
 USAGE = f"""usage: python -m gpt_lightning SUBCOMMAND [options]
 
 subcommands:
-  {', '.join(LIGHTNING_SUBCOMMANDS)}   LightningCLI: --config configs/NAME.yaml, --model.*, --data.*, --trainer.*
-  {', '.join(EXTRA_SUBCOMMANDS)}   see `python -m gpt_lightning SUBCOMMAND --help`
+  {", ".join(LIGHTNING_SUBCOMMANDS)}   LightningCLI: --config configs/NAME.yaml, --model.*, --data.*, --trainer.*
+  {", ".join(EXTRA_SUBCOMMANDS)}   see `python -m gpt_lightning SUBCOMMAND --help`
 """
 
 

@@ -90,7 +90,7 @@ def compile_result(probe: subprocess.Popen, timeout: float) -> tuple[bool, str]:
         return False, f"did not finish within {timeout:g} s (raise --compile_timeout to wait longer)"
     for line in out.splitlines():
         if line.startswith("COMPILE_PROBE "):
-            result = json.loads(line[len("COMPILE_PROBE "):])
+            result = json.loads(line[len("COMPILE_PROBE ") :])
             if result["ok"]:
                 return True, f"a first compile took {result['seconds']:.1f} s"
             return False, result["error"]
@@ -193,9 +193,13 @@ def doctor(
     report.line("torch", version_against_pin("torch", torch.__version__.split("+")[0])[0] + f" ({torch.__version__})")
 
     if not cuda:
-        why = "this torch is a CPU-only build" if torch.version.cuda is None else (
-            f"torch is built for CUDA {torch.version.cuda} but sees no GPU (driver, CUDA_VISIBLE_DEVICES="
-            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+        why = (
+            "this torch is a CPU-only build"
+            if torch.version.cuda is None
+            else (
+                f"torch is built for CUDA {torch.version.cuda} but sees no GPU (driver, CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+            )
         )
         report.line("CUDA", f"not available: {why}")
         report.line("GPU", "none: MFU off; fit trains on the CPU in 32-true (mixed precision is ~10x slower there)")
@@ -207,8 +211,10 @@ def doctor(
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
             names.append(props.name)
-            report.line(f"GPU {i}", f"{props.name}, {props.total_memory / 2**30:.0f} GiB, compute capability "
-                        f"{props.major}.{props.minor}")
+            report.line(
+                f"GPU {i}",
+                f"{props.name}, {props.total_memory / 2**30:.0f} GiB, compute capability {props.major}.{props.minor}",
+            )
         for name in dict.fromkeys(names):  # each kind of GPU once
             text, warning = peak_flops_text(name)
             report.line("peak FLOPs", text, warning=warning)
@@ -224,7 +230,8 @@ def doctor(
         report.line(
             "TF32",
             "supported: fit runs fp32 matmuls on TF32 tensor cores (float32_matmul_precision 'high')"
-            if major >= 8 else f"not on compute capability {major}.x (needs 8.0, Ampere): fp32 matmuls stay fp32",
+            if major >= 8
+            else f"not on compute capability {major}.x (needs 8.0, Ampere): fp32 matmuls stay fp32",
         )
 
     if probe is None:
@@ -235,8 +242,11 @@ def doctor(
         if works:
             report.line("compile", f"works (inductor on {where}): {text}")
         else:
-            report.line("compile", f"fails on {where}: {text}",
-                        warning="fit with compile on falls back to eager mode (slower); --model.compile=false skips it")
+            report.line(
+                "compile",
+                f"fails on {where}: {text}",
+                warning="fit with compile on falls back to eager mode (slower); --model.compile=false skips it",
+            )
 
     dist = torch.distributed
     if not dist.is_available():
@@ -250,7 +260,8 @@ def doctor(
             except Exception:  # the version is a nicety; its absence changes nothing
                 pass
         report.line(
-            "distributed", f"nccl {nccl_text}, gloo {'yes' if gloo else 'no'}",
+            "distributed",
+            f"nccl {nccl_text}, gloo {'yes' if gloo else 'no'}",
             warning="no NCCL: multi-GPU DDP/FSDP cannot run (CPU DDP uses gloo)" if cuda and not nccl else None,
         )
 

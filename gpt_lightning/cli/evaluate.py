@@ -83,9 +83,7 @@ def evaluate(
 def format_table(rows: list[dict]) -> str:
     lines = [f"{'task':<12} {'examples':>8} {'acc':>7} {'acc_norm':>8} {'time':>9}"]
     for r in rows:
-        lines.append(
-            f"{r['task']:<12} {r['examples']:>8} {r['acc']:>7.4f} {r['acc_norm']:>8.4f} {r['seconds']:>8.1f}s"
-        )
+        lines.append(f"{r['task']:<12} {r['examples']:>8} {r['acc']:>7.4f} {r['acc_norm']:>8.4f} {r['seconds']:>8.1f}s")
     return "\n".join(lines)
 
 

@@ -124,7 +124,13 @@ def replaced_folder(out: Path) -> Iterator[Path]:
 
 
 def export_nanogpt(
-    ckpt_path, checkpoint: dict, config, sd: dict, tokenizer: Optional[dict], out: Path, dataset: Optional[str],
+    ckpt_path,
+    checkpoint: dict,
+    config,
+    sd: dict,
+    tokenizer: Optional[dict],
+    out: Path,
+    dataset: Optional[str],
     write_to: Optional[Path] = None,
 ) -> Path:
     """out/ckpt.pt (+ out/meta.pkl for a character model) from a checkpoint already read (written into `write_to`,
@@ -156,7 +162,12 @@ def export_nanogpt(
         best = _best_val_loss(checkpoint)
         optimizer = (checkpoint.get("optimizer_states") or [None])[0]
     ckpt = to_nanogpt_checkpoint(
-        config, sd, dataset=dataset, iter_num=step, best_val_loss=best, optimizer_state=optimizer,
+        config,
+        sd,
+        dataset=dataset,
+        iter_num=step,
+        best_val_loss=best,
+        optimizer_state=optimizer,
         train_config={**train_config, "init_from": "resume"},
     )
     if is_nanogpt_checkpoint(checkpoint) and isinstance(checkpoint.get("optimizer"), dict):
@@ -169,8 +180,11 @@ def export_nanogpt(
         write_meta_pkl(folder / "meta.pkl", tokenizer["chars"])
         there = Path("data") / dataset / "meta.pkl"  # where sample.py looks, from the folder it runs in
         if not there.is_file() or tokenizer_from_meta_pkl(there) != tokenizer:
-            print(f"note: nanoGPT's sample.py reads data/{dataset}/meta.pkl (relative to the folder it runs in): "
-                  f"copy {out / 'meta.pkl'} there.", file=sys.stderr)
+            print(
+                f"note: nanoGPT's sample.py reads data/{dataset}/meta.pkl (relative to the folder it runs in): "
+                f"copy {out / 'meta.pkl'} there.",
+                file=sys.stderr,
+            )
     elif not tokenizer or tokenizer.get("kind") != "gpt2":
         print("note: the checkpoint does not say its tokenizer; nanoGPT will assume GPT-2's BPE.", file=sys.stderr)
     return out

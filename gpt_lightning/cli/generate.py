@@ -30,7 +30,9 @@ def read_prompt(prompt: Optional[str], prompt_file: Optional[str]) -> str:
     try:
         return Path(prompt_file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"Could not read --prompt_file {prompt_file} ({type(e).__name__}); pass a UTF-8 text file.") from e
+        raise UserError(
+            f"Could not read --prompt_file {prompt_file} ({type(e).__name__}); pass a UTF-8 text file."
+        ) from e
 
 
 def generate(
@@ -127,10 +129,19 @@ def main(args: list[str]) -> None:
     flags = ("kv_cache", "stream")
     parser = ArgumentParser(prog="python -m gpt_lightning generate", description=generate.__doc__.split("\n")[0])
     parser.add_function_arguments(generate, skip=set(flags), as_group=False)
-    parser.add_argument("--kv_cache", action=ActionYesNo, default=True, help="Cache keys and values (--no_kv_cache: "
-                        "re-run the whole context for every token, for comparison).")
-    parser.add_argument("--stream", action=ActionYesNo, default=True, help="Print each sample as it is generated "
-                        "(--no_stream: generate all samples at once as a batch, then print them).")
+    parser.add_argument(
+        "--kv_cache",
+        action=ActionYesNo,
+        default=True,
+        help="Cache keys and values (--no_kv_cache: re-run the whole context for every token, for comparison).",
+    )
+    parser.add_argument(
+        "--stream",
+        action=ActionYesNo,
+        default=True,
+        help="Print each sample as it is generated "
+        "(--no_stream: generate all samples at once as a batch, then print them).",
+    )
     config = parser.parse_args(args)
     try:
         generate(**config.as_dict())

@@ -10,8 +10,9 @@ checkpoint (Lightning restores it before building the dataloaders).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal, Optional
+from typing import Literal, Optional
 
 import lightning as L
 import numpy as np
@@ -37,7 +38,14 @@ class TrainWindows(IterableDataset):
     """An endless stream of training batches; batch k is drawn by np.random.default_rng([seed, rank, k])."""
 
     def __init__(
-        self, path: Path, meta: dict, batch_size: int, block_size: int, seed: int, rank: int, start_batch: int = 0,
+        self,
+        path: Path,
+        meta: dict,
+        batch_size: int,
+        block_size: int,
+        seed: int,
+        rank: int,
+        start_batch: int = 0,
         sampler: Optional[EpochSampler] = None,
     ) -> None:
         self.path, self.meta = path, meta  # the path, not the array: workers open their own memmap
@@ -67,7 +75,9 @@ class ValWindows(IterableDataset):
     Each rank takes every world_size-th batch, so together the ranks cover the set once.
     """
 
-    def __init__(self, path: Path, meta: dict, batch_size: int, block_size: int, num_batches: int, rank: int, world_size: int) -> None:
+    def __init__(
+        self, path: Path, meta: dict, batch_size: int, block_size: int, num_batches: int, rank: int, world_size: int
+    ) -> None:
         n_tokens = split_tokens(meta, "val")
         if n_tokens <= block_size:
             raise UserError(
@@ -227,7 +237,13 @@ class TokenBinDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, _ = self._rank()
         dataset = TrainWindows(
-            self.data_dir, self.meta, self.batch_size, self.block_size, self.seed, rank, self.batches_consumed,
+            self.data_dir,
+            self.meta,
+            self.batch_size,
+            self.block_size,
+            self.seed,
+            rank,
+            self.batches_consumed,
             self.epoch_sampler(),
         )
         return DataLoader(

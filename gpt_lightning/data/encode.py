@@ -1,10 +1,10 @@
 """Tokenizing a corpus of any size with bounded memory, in parallel, in a fixed order.
 
 `prepare` hands this module a stream of (split, text, position) pieces, each to be followed by the
-end-of-text token (GPT-2) and `position` a progress mark (documents read so far) passed through. They are grouped into batches of
-about `batch_chars` characters; each batch is tokenized by one of `num_proc` worker processes, and the results
-come back in submission order, so the bins are identical whatever `num_proc` is. At most 2 x num_proc batches
-are in flight, which bounds memory: the corpus is never held whole, and neither are its tokens.
+end-of-text token (GPT-2) and `position` a progress mark (documents read so far) passed through. They are grouped
+into batches of about `batch_chars` characters; each batch is tokenized by one of `num_proc` worker processes, and
+the results come back in submission order, so the bins are identical whatever `num_proc` is. At most 2 x num_proc
+batches are in flight, which bounds memory: the corpus is never held whole, and neither are its tokens.
 
 Long documents are cut into pieces at a single space or newline between two non-space characters. GPT-2's
 pre-tokenizer always starts a new token there, so the cut never changes the tokens (tests check it).
@@ -15,8 +15,9 @@ from __future__ import annotations
 import collections
 import multiprocessing
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional
+from typing import Optional
 
 import numpy as np
 

@@ -12,8 +12,9 @@ import dataclasses
 import errno
 import hashlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from tqdm.auto import tqdm
 
@@ -22,8 +23,8 @@ from gpt_lightning.data.bins import (
     BinWriter,
     made_from,
     make_meta,
-    read_meta,
     mark_incomplete,
+    read_meta,
     token_dtype,
     write_meta,
 )
@@ -126,7 +127,9 @@ def _write_bins(
             yield doc
 
     def pieces() -> Iterator[tuple[str, str, int]]:
-        for split, text in split_documents(dataclasses.replace(src, reader=counted, num_documents=len(src)), val_fraction):
+        for split, text in split_documents(
+            dataclasses.replace(src, reader=counted, num_documents=len(src)), val_fraction
+        ):
             digest.update(text.encode("utf-8"))
             yield split, text, documents_read  # the progress bar's position once this piece is written
 

@@ -15,9 +15,10 @@ import json
 import re
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import atomic_write
@@ -64,7 +65,7 @@ def read_text(path: Path) -> str:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise UserError(
-            f"{path} is not UTF-8 text (byte {e.start}, line {line}: {raw[e.start:e.start + 1]!r}); "
+            f"{path} is not UTF-8 text (byte {e.start}, line {line}: {raw[e.start : e.start + 1]!r}); "
             "convert it, e.g. with `iconv -f latin1 -t utf-8`."
         ) from e
 

@@ -19,9 +19,11 @@ import contextlib
 import json
 import sys
 import urllib.request
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 import torch
 from torch.nn import functional as F
@@ -215,7 +217,7 @@ def score(
     examples: Sequence[EncodedExample],
     batch_size: int = 8,
     progress: bool = True,
-    forward_context: Callable[[], ContextManager] = contextlib.nullcontext,
+    forward_context: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> list[ExampleScore]:
     """Score every ending of every example; the results come back in the order of `examples`.
 

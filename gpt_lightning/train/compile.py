@@ -37,7 +37,8 @@ class CompiledWithEagerFallback:
             self.compiled = None
             first_line = (str(err).strip().splitlines() or [""])[0][:300]
             warnings.warn(
-                f"torch.compile failed, training continues in eager mode ({type(err).__name__}: {first_line})"
+                f"torch.compile failed, training continues in eager mode ({type(err).__name__}: {first_line})",
+                stacklevel=2,
             )
             return self.model(*args, **kwargs)
         self.unchecked = not self.model.training  # a train-mode call compiles a graph of its own

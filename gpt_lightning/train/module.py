@@ -151,7 +151,13 @@ class GPTLightningModule(L.LightningModule):
             self.model = GPT(config)
         else:
             self.model = self.pretrained(
-                init_from, vocab_size, block_size, dropout, tokenizer, architecture, init_optimizer_state,
+                init_from,
+                vocab_size,
+                block_size,
+                dropout,
+                tokenizer,
+                architecture,
+                init_optimizer_state,
                 pad_vocab_multiple,
             )
         # Store the resolved architecture, so that a checkpoint alone rebuilds this model: an imported one
@@ -356,8 +362,16 @@ class GPTLightningModule(L.LightningModule):
         if pad_vocab_multiple is None:
             pad_vocab_multiple = default_pad_vocab_multiple(tokenizer or model_tokenizer)
         config, sd, model_tokenizer = adapt_pretrained(
-            config, sd, model_tokenizer, source=init_from, vocab_size=vocab_size, block_size=block_size,
-            dropout=dropout, data_tokenizer=tokenizer, pad_vocab_multiple=pad_vocab_multiple, **architecture,
+            config,
+            sd,
+            model_tokenizer,
+            source=init_from,
+            vocab_size=vocab_size,
+            block_size=block_size,
+            dropout=dropout,
+            data_tokenizer=tokenizer,
+            pad_vocab_multiple=pad_vocab_multiple,
+            **architecture,
         )
         self.hparams.tokenizer = model_tokenizer  # GPT-2's BPE when the data did not say
         model = build_model(config, sd, source=init_from)
@@ -412,6 +426,7 @@ def continue_nanogpt_run(module: GPTLightningModule, run) -> None:
     rank_zero_info(f"Continuing the nanoGPT run at step {step} (its AdamW state restored).")
     if differences:
         rank_zero_warn(
-            "The LR schedule does not continue nanoGPT's exactly: " + ", ".join(differences)
+            "The LR schedule does not continue nanoGPT's exactly: "
+            + ", ".join(differences)
             + "; set these options to nanoGPT's values to continue its schedule."
         )

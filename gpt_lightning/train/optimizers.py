@@ -140,7 +140,10 @@ def muon_with_adamw(model: torch.nn.Module, hp, matrix_ids: set[int], adamw_kwar
     )
     adamw = torch.optim.AdamW(groups, lr=hp.learning_rate, betas=(hp.beta1, hp.beta2), **adamw_kwargs)
     muon = torch.optim.Muon(
-        hidden, lr=muon_lr(hp), momentum=hp.muon_momentum, weight_decay=hp.muon_weight_decay,
+        hidden,
+        lr=muon_lr(hp),
+        momentum=hp.muon_momentum,
+        weight_decay=hp.muon_weight_decay,
         adjust_lr_fn=MUON_ADJUST_LR,
     )
     return MuonWithAdamW(adamw, muon)

@@ -79,7 +79,10 @@ def config_from_checkpoint(checkpoint: dict) -> GPTConfig:
 
 
 def checkpoint_tokenizer(
-    path: Union[str, Path], checkpoint: dict, vocab_size: int, meta: Optional[Union[str, Path]] = None,
+    path: Union[str, Path],
+    checkpoint: dict,
+    vocab_size: int,
+    meta: Optional[Union[str, Path]] = None,
     required: bool = True,
 ) -> Optional[dict]:
     """The tokenizer meta of a checkpoint: the one saved with the model by `fit`; for nanoGPT's ckpt.pt (none

@@ -62,7 +62,9 @@ CONFIG_KEY = "gpt_lightning"  # our own entry in an exported config.json / safet
 def gpt_config_from_hf(hf: dict) -> GPTConfig:
     """Our GPTConfig from a GPT-2 config.json dict, refusing what our GPT cannot compute the same way."""
     if hf.get("model_type", "gpt2") != "gpt2":
-        raise UserError(f"The config's model_type is {hf.get('model_type')!r}; only GPT-2 ('gpt2') weights can be imported.")
+        raise UserError(
+            f"The config's model_type is {hf.get('model_type')!r}; only GPT-2 ('gpt2') weights can be imported."
+        )
     n_embd = hf.get("n_embd", 768)
     unsupported = {
         "n_inner": (hf.get("n_inner"), (None, 4 * n_embd)),
@@ -192,7 +194,10 @@ def read_safetensors(path: Path) -> tuple[dict, dict]:
 
 def infer_hf_config(sd: dict) -> dict:
     """A config.json dict for a bare GPT-2 weights file, from its tensor shapes (n_head from GPT-2's sizes)."""
-    sd = {k if not k.startswith("transformer.") else k[len("transformer.") :]: v for k, v in strip_wrapper_prefixes(sd).items()}
+    sd = {
+        k if not k.startswith("transformer.") else k[len("transformer.") :]: v
+        for k, v in strip_wrapper_prefixes(sd).items()
+    }
     if "wte.weight" not in sd or "wpe.weight" not in sd:
         raise UserError("The file has no wte/wpe tensors, so it is not a GPT-2 model; pass a GPT-2 folder or file.")
     vocab_size, n_embd = sd["wte.weight"].shape

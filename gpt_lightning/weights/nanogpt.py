@@ -359,16 +359,21 @@ def to_nanogpt_checkpoint(
         state = {i: by_name[name] for i, name in enumerate(theirs)}
         groups = optimizer_state["param_groups"]
     elif optimizer_state:
-        print("note: the checkpoint's optimizer state does not fit the model (sharded?): ckpt.pt gets none.",
-              file=sys.stderr)
+        print(
+            "note: the checkpoint's optimizer state does not fit the model (sharded?): ckpt.pt gets none.",
+            file=sys.stderr,
+        )
     if groups is None:  # AdamW's defaults for the run's settings, so nanoGPT's load_state_dict finds every key
         t = train_config or {}
         with torch.device("meta"):
             params = [torch.empty(s) for _, s in sorted(names, key=lambda x: len(x[1]) < 2)]
             adam = torch.optim.AdamW(
-                [{"params": params[:n_decay], "weight_decay": t.get("weight_decay", 0.1)},
-                 {"params": params[n_decay:], "weight_decay": 0.0}],
-                lr=t.get("learning_rate", 6e-4), betas=(t.get("beta1", 0.9), t.get("beta2", 0.95)),
+                [
+                    {"params": params[:n_decay], "weight_decay": t.get("weight_decay", 0.1)},
+                    {"params": params[n_decay:], "weight_decay": 0.0},
+                ],
+                lr=t.get("learning_rate", 6e-4),
+                betas=(t.get("beta1", 0.9), t.get("beta2", 0.95)),
             )
         groups = adam.state_dict()["param_groups"]
     param_groups = [

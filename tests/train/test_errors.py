@@ -287,9 +287,20 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
 
 # Cases that fail on a value before anything is made: no log folder, no checkpoint folder, nothing new at all.
 NOTHING_MADE = {
-    n_embd_not_multiple_of_n_head, block_size_zero, negative_batch_size, batch_size_zero, negative_max_steps,
-    misspelled_yaml_key, misspelled_flag, value_of_wrong_type, prepare_out_is_a_file, prepare_one_character,
-    export_out_is_a_file, export_into_earlier_export, init_from_other_characters, resume_on_other_characters,
+    n_embd_not_multiple_of_n_head,
+    block_size_zero,
+    negative_batch_size,
+    batch_size_zero,
+    negative_max_steps,
+    misspelled_yaml_key,
+    misspelled_flag,
+    value_of_wrong_type,
+    prepare_out_is_a_file,
+    prepare_one_character,
+    export_out_is_a_file,
+    export_into_earlier_export,
+    init_from_other_characters,
+    resume_on_other_characters,
 }
 
 

@@ -99,8 +99,12 @@ def test_evaluate_reads_a_nanogpt_checkpoint(files, tmp_path, capsys):
     correct, correct_norm, n = hellaswag.counts(scores)
     main(["evaluate", "--ckpt_path", str(ckpt), "--hellaswag_path", str(path), "--progress", "false"])
     row = parse_table(capsys.readouterr().out)
-    assert row == {"task": "hellaswag", "examples": n, "acc": round(correct / n, 4),
-                   "acc_norm": round(correct_norm / n, 4)}
+    assert row == {
+        "task": "hellaswag",
+        "examples": n,
+        "acc": round(correct / n, 4),
+        "acc_norm": round(correct_norm / n, 4),
+    }
 
 
 def run_error(args: list[str], capsys) -> str:

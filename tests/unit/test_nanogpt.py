@@ -375,10 +375,23 @@ def test_init_optimizer_state_past_max_steps_is_an_error(tmp_path):
     data = write_nanogpt_data(tmp_path / "data" / "shakespeare_char", "char")
     ckpt, _, _ = write_nanogpt_run(tmp_path / "out", "char", False, False, iter_num=30)
     dm = TokenBinDataModule(data_dir=data, block_size=BLOCK, batch_size=4, val_batches=2)
-    module = GPTLightningModule(vocab_size=dm.vocab_size, block_size=BLOCK, tokenizer=dm.tokenizer_meta,
-                                init_from=str(ckpt), init_optimizer_state=True, compile=False)
-    trainer = L.Trainer(accelerator="cpu", max_steps=30, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    module = GPTLightningModule(
+        vocab_size=dm.vocab_size,
+        block_size=BLOCK,
+        tokenizer=dm.tokenizer_meta,
+        init_from=str(ckpt),
+        init_optimizer_state=True,
+        compile=False,
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=30,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     with pytest.raises(UserError, match="at or past --trainer.max_steps 30"):
         trainer.fit(module, dm)
 

@@ -80,7 +80,9 @@ def test_combined_step_and_state_equal_the_two_torch_optimizers():
     twin_groups = [[by_name[n] for n in names_of(module, g["params"])] for g in opt.param_groups]
     adamw = torch.optim.AdamW(
         [{"params": twin_groups[0], "weight_decay": 0.1}, {"params": twin_groups[1], "weight_decay": 0.0}],
-        lr=1e-2, betas=(0.9, 0.95), **fused_adamw_options(module.device, None),  # fused, as the module's
+        lr=1e-2,
+        betas=(0.9, 0.95),
+        **fused_adamw_options(module.device, None),  # fused, as the module's
     )
     muon = torch.optim.Muon(twin_groups[2], lr=1e-2, momentum=0.95, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
     for step in range(3):
