@@ -58,3 +58,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory) -> Path:
+    """A data folder and a 2-step run's checkpoint (out/ckpt/last.ckpt) made with the tiny config, which each test
+    copies before changing anything."""
+    from helpers import make_data, run_cli_in, write_tiny_config
+
+    root = tmp_path_factory.mktemp("earlier")
+    make_data(root)
+    write_tiny_config(root, **{"trainer.max_steps": 2})
+    assert run_cli_in(root, ["fit", "--config", "tiny.yaml"]) == 0
+    return root

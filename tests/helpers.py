@@ -132,6 +132,16 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTHONUNBUFFERED": "1", **extra}
 
 
+def run_cli_in(root: Path, args: list[str]) -> int:
+    """run_cli_in_process with root as the working directory (the tiny config's relative paths start there)."""
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        return run_cli_in_process(args)
+    finally:
+        os.chdir(cwd)
+
+
 def run_cli_subprocess(
     args: list[str], cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
@@ -285,12 +295,7 @@ def straight_run(root: Path) -> dict:
     """Per-step losses and learning rates, and final weights, of the run configured in root/tiny.yaml."""
     import torch
 
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert run_cli_in_process(["fit", "--config", "tiny.yaml"]) == 0
-    finally:
-        os.chdir(cwd)
+    assert run_cli_in(root, ["fit", "--config", "tiny.yaml"]) == 0
     metrics = csv_metrics(versions(root)[0])
     ckpt = torch.load(root / "out/ckpt/last.ckpt", weights_only=False)
     assert ckpt["global_step"] == TINY["trainer"]["max_steps"]

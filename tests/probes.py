@@ -57,7 +57,9 @@ class DDPProbe(L.Callback):
         )
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        self.record["val"][-1]["logged"] = float(trainer.callback_metrics["val/loss"])
+        # Lightning keeps no metric of its sanity check (the step-0 validation) in callback_metrics
+        logged = trainer.callback_metrics.get("val/loss")
+        self.record["val"][-1]["logged"] = None if logged is None else float(logged)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.record["final"] = self._params(pl_module)

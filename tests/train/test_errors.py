@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gpt_lightning.data.bins import mark_incomplete
-from helpers import make_data, run_cli_in_process, synthetic_text, write_tiny_config
+from helpers import make_data, run_cli_in_process, synthetic_text
 
 FIT = ["fit", "--config", "tiny.yaml"]
 
@@ -302,23 +302,6 @@ NOTHING_MADE = {
     init_from_other_characters,
     resume_on_other_characters,
 }
-
-
-@pytest.fixture(scope="module")
-def earlier_run(tmp_path_factory) -> Path:
-    """A data folder and a 2-step run's checkpoint, which each case gets a copy of."""
-    import os
-
-    root = tmp_path_factory.mktemp("earlier")
-    make_data(root)
-    write_tiny_config(root, **{"trainer.max_steps": 2})
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert run_cli_in_process(FIT) == 0
-    finally:
-        os.chdir(cwd)
-    return root
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import csv_metrics, new_root, run_cli_in_process, train_losses, versions
+from helpers import csv_metrics, new_root, run_cli_in, run_cli_in_process, train_losses, versions
 
 TENSORBOARD = {
     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -34,14 +34,7 @@ def tb_run(tmp_path_factory, data_root):
         "sample.max_new_tokens": 24,
     }
     root = new_root(tmp_path_factory.mktemp("tb"), data_root, **overrides)
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert run_cli_in_process(["fit", "--config", "tiny.yaml"]) == 0
-    finally:
-        os.chdir(cwd)
+    assert run_cli_in(root, ["fit", "--config", "tiny.yaml"]) == 0
     run_dir = versions(root)[0]
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()

@@ -12,24 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_data, run_cli_in_process, write_tiny_config
+from helpers import run_cli_in_process
 
 FIT = ["fit", "--config", "tiny.yaml"]
-
-
-@pytest.fixture(scope="module")
-def earlier_run(tmp_path_factory) -> Path:
-    """A data folder and a 2-step run's checkpoint (out/ckpt/last.ckpt), which each test gets a copy of."""
-    root = tmp_path_factory.mktemp("earlier")
-    make_data(root)
-    write_tiny_config(root, **{"trainer.max_steps": 2})
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        assert run_cli_in_process(FIT) == 0
-    finally:
-        os.chdir(cwd)
-    return root
 
 
 @pytest.fixture
