@@ -49,6 +49,7 @@ def assert_trained_and_clipped(run: dict) -> None:
     assert max(run["norms_after_clip"]) <= CLIP * (1 + 1e-4)  # ...and did it
 
 
+@pytest.mark.slow  # a few seconds of Trainer run: left out of the fast loop, run in CI
 def test_fused_adamw_with_gradient_clipping(tmp_path, char_data, monkeypatch):
     """32-true: AdamW is fused (as on a GPU), and our clipping path for fused optimizers, which Lightning 2.6
     refuses (#21435), clips."""
@@ -58,6 +59,7 @@ def test_fused_adamw_with_gradient_clipping(tmp_path, char_data, monkeypatch):
     assert_trained_and_clipped(run)
 
 
+@pytest.mark.slow  # a few seconds of Trainer run: left out of the fast loop, run in CI
 def test_bf16_mixed_autocast_with_fused_adamw_and_clipping(tmp_path, char_data, monkeypatch):
     """bf16-mixed: the forward runs under bf16 autocast (seen from inside the model), with fused AdamW and
     clipping together (the combination #21435 breaks in Lightning 2.6)."""

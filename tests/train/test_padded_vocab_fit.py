@@ -47,6 +47,7 @@ def generate(ckpt: Path, capsys) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow  # a few seconds of Trainer run: left out of the fast loop, run in CI
 def test_gpt2_bpe_run_pads_generates_exports_and_resumes(tmp_path, gpt2_data, monkeypatch, capsys):
     transformers = pytest.importorskip("transformers")
     from gpt_lightning.weights.load import load_checkpoint_model
@@ -74,6 +75,7 @@ def test_gpt2_bpe_run_pads_generates_exports_and_resumes(tmp_path, gpt2_data, mo
     assert torch.load(ckpt, weights_only=True)["global_step"] == 6 and rows(ckpt) == 50304
 
 
+@pytest.mark.slow  # a few seconds of Trainer run: left out of the fast loop, run in CI
 def test_an_unpadded_checkpoint_from_before_padding_resumes_and_generates(tmp_path, gpt2_data, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     write_tiny_config(tmp_path)
