@@ -115,6 +115,7 @@ def test_characters_keep_nanogpts_parameter_counts():
     assert baby.model.transformer.wte.weight.shape[0] == 65
 
 
+@pytest.mark.slow  # a few seconds of Trainer run: left out of the fast loop, run in CI
 def test_gpt2_124m_preset_builds_nanogpts_padded_model(tmp_path, gpt2_data, monkeypatch):
     """What configs/gpt2_124m.yaml's header says was run: on GPT-2 BPE data, 50304 token rows and
     123,587,328 parameters without the position table (nanoGPT's model with bias=False)."""

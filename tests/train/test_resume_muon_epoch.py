@@ -50,6 +50,7 @@ def final_state(root: Path) -> dict:
     return ckpt["state_dict"]
 
 
+@pytest.mark.slow  # a few seconds of Trainer run: left out of the fast loop, run in CI
 @pytest.mark.parametrize("case", CASES)
 def test_straight_run_equals_stop_and_resume(tmp_path, monkeypatch, small_data_root, case):
     straight = new_root(tmp_path / "straight", small_data_root, **CLIP, **CASES[case])

@@ -96,6 +96,7 @@ def test_fewer_val_batches_than_ranks_is_a_user_error(char_data):
         ValWindows(char_data, read_meta(char_data), B, T, num_batches=3, rank=3, world_size=4)
 
 
+@pytest.mark.slow  # waits on a polling interval: left out of the fast loop, run in CI
 def test_ranks_started_together_wait_for_rank_zero_to_prepare(tmp_path, monkeypatch):
     """Under torchrun or SLURM every rank starts the prepare step at once: only rank 0 may prepare."""
     import threading
