@@ -340,7 +340,9 @@ class GPTLightningModule(L.LightningModule):
         """The global L2 norm of the gradients, before clipping (Lightning calls on_before_optimizer_step after
         unscaling and before clipping). Under FSDP each rank holds a shard: the squares are summed over ranks."""
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        # (torch.nn.utils.get_total_norm does this from torch 2.6 on; setup.cfg allows torch >= 2.3)
+        norms = [torch.linalg.vector_norm(g) for g in grads]
+        norm = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros((), device=self.device)
         if isinstance(self.trainer.model, FSDP):
             norm = self.trainer.strategy.reduce(norm.square(), reduce_op="sum").sqrt()
         return norm
