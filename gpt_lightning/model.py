@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 import torch.nn as nn
@@ -23,17 +23,38 @@ from torch.nn import functional as F
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 50304  # token ids the model scores (nanoGPT's default: GPT-2's 50257 padded to 50304)
-    block_size: int = 1024  # longest sequence the position table covers
+    """The architecture: every field is a `--model.<field>` option of the CLI, saved in each checkpoint and
+    checked on resume, validate, init_from and export. The one list of what shapes the network.
+
+    To try an idea, add a field here with a default that keeps GPT-2 (so every preset, checkpoint and test is
+    unchanged) and use it in the classes below; nothing else needs editing (docs/extending.md). Its line under
+    Attributes is its `--help` text.
+
+    Attributes:
+        vocab_size: tokens in the vocabulary; linked from the data's meta.json by the CLI.
+        block_size: longest context (the position table's length); linked from --data.block_size by the CLI;
+            shorter than a pretrained model's crops its position table.
+        n_layer: transformer blocks.
+        n_head: attention heads per block.
+        n_embd: width of the residual stream, a multiple of n_head.
+        dropout: dropout probability (0 for pretraining, ~0.1-0.2 for small data or finetuning).
+        bias: biases in Linear and LayerNorm layers, as GPT-2 has; False is a bit better and faster.
+        gelu_approximate: `none` for the exact GELU (nanoGPT), `tanh` for GPT-2's original approximation
+            (differs by < 1e-3; imported GPT-2 weights keep it so their logits match the original's).
+        pad_vocab_multiple: give the token table (and lm_head) vocab_size rounded up to a multiple of this many
+            rows: GPT-2's 50257 becomes nanoGPT's 50304, whose round matmul dimension runs faster on GPUs (nanoGPT
+            reports about 25%). The extra ids are masked (never predicted, sampled or scored, so losses are those of
+            the unpadded model), and `export` writes the unpadded model. Unset: 64 for GPT-2 BPE, 1 otherwise.
+    """
+
+    vocab_size: int = 50304  # nanoGPT's default: GPT-2's 50257 padded to 50304
+    block_size: int = 1024
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768
     dropout: float = 0.0
-    bias: bool = True  # biases in Linears and LayerNorms, as GPT-2; False is a bit better and faster
-    gelu_approximate: str = "none"  # "none": exact erf GELU (nanoGPT); "tanh": GPT-2's original approximation
-    # The token table (and lm_head) gets vocab_size rounded up to a multiple of this many rows: matmuls with a
-    # round vocabulary dimension run faster on GPUs (nanoGPT pads GPT-2's 50257 to 50304, "about 25% faster").
-    # The extra ids are not tokens: their logits are -inf, so they are never predicted, sampled or scored.
+    bias: bool = True
+    gelu_approximate: Literal["none", "tanh"] = "none"
     pad_vocab_multiple: int = 1
 
     @property
@@ -57,21 +78,17 @@ class GPTConfig:
 
 
 def num_params(config: GPTConfig, non_embedding: bool = True) -> int:
-    """Parameters of GPT(config), counted from the config alone (GPT.get_num_params counts the tensors).
-    non_embedding leaves out the position table, as nanoGPT reports; the token table stays, since it is
-    also lm_head (tied)."""
-    C, b = config.n_embd, int(config.bias)
-    ln = C * (1 + b)  # LayerNorm weight (+ bias)
-    attn = C * 3 * C + 3 * C * b + C * C + C * b  # c_attn, c_proj
-    mlp = C * 4 * C + 4 * C * b + 4 * C * C + C * b  # c_fc, c_proj
-    n = config.n_layer * (2 * ln + attn + mlp) + ln + config.padded_vocab_size * C  # blocks, ln_f, wte = lm_head
-    return n if non_embedding else n + config.block_size * C
+    """Parameters of GPT(config), counted on a meta-device build (no memory, no init): exact for every option.
+    non_embedding leaves out the position table, as nanoGPT reports."""
+    with torch.device("meta"):
+        return GPT(config).get_num_params(non_embedding)
 
 
 def flops_per_token(config: GPTConfig) -> int:
     """Training FLOPs (forward + backward) per token, by the PaLM paper's estimate (appendix B):
     6N for the weight matmuls plus 12 * L * H * Q * T for attention over a full block (H heads of size Q,
-    T = block_size), as nanoGPT's estimate_mfu. N counts lm_head through the tied token table."""
+    T = block_size), as nanoGPT's estimate_mfu. N counts lm_head (tied or not) and leaves out the position table,
+    which is a lookup, not a matmul."""
     L, H, Q, T = config.n_layer, config.n_head, config.n_embd // config.n_head, config.block_size
     return 6 * num_params(config) + 12 * L * H * Q * T
 
@@ -223,8 +240,8 @@ class GPT(nn.Module):
     def get_num_params(self, non_embedding: bool = True) -> int:
         """Number of parameters. The position table is left out by default, as nanoGPT reports; the token
         table stays in because, tied to lm_head, it is used as weights in the final layer."""
-        n_params = sum(p.numel() for p in self.parameters())
-        if non_embedding:
+        n_params = sum(p.numel() for p in self.parameters())  # a tied tensor counts once
+        if non_embedding and "wpe" in self.transformer:
             n_params -= self.transformer.wpe.weight.numel()
         return n_params
 

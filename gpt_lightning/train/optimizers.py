@@ -17,18 +17,82 @@ runs AdamW's then Muon's own step. Nothing of torch's optimizer internals is rei
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, Literal, Optional
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from gpt_lightning.errors import UserError
 
-OPTIMIZERS = ("adamw", "muon")
 MUON_TORCH = "2.9"  # torch.optim.Muon first shipped in torch 2.9
 # Moonshot's scaling ("Muon is Scalable for LLM Training"): Muon's update gets AdamW's RMS, so AdamW-like
 # learning rates and weight decays apply to it.
 MUON_ADJUST_LR = "match_rms_adamw"
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """Which optimizer, and its settings. Checked when built, before the Trainer starts or writes anything.
+
+    Attributes:
+        optimizer: `adamw` (nanoGPT's recipe) or `muon`: torch.optim.Muon (torch >= 2.9) on the 2-D weights inside
+            the transformer blocks, AdamW (learning_rate, betas, weight_decay) on the embeddings, lm_head and all
+            1-D parameters; one schedule scales both. Single device or DDP. See docs/optimizers.md.
+        learning_rate: peak learning rate, reached at the end of warmup.
+        weight_decay: AdamW weight decay of the matrices; biases and norm weights never decay.
+        beta1: AdamW beta1.
+        beta2: AdamW beta2 (0.99 suits small models and few tokens per step).
+        muon_lr: Muon's peak learning rate (unset: learning_rate). Its updates are scaled to AdamW's RMS
+            (adjust_lr_fn `match_rms_adamw`), so it is on AdamW's scale; small char models did best at several
+            times learning_rate (docs/optimizers.md). The schedule scales it in proportion.
+        muon_momentum: Muon's (Nesterov) momentum, in [0, 1).
+        muon_weight_decay: Muon's decoupled weight decay of the block matrices.
+    """
+
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    learning_rate: float = 6e-4
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    muon_lr: Optional[float] = None
+    muon_momentum: float = 0.95
+    muon_weight_decay: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adamw", "muon"):
+            raise UserError(f"--model.optimizer must be adamw or muon, got {self.optimizer!r}.")
+        positive = {"learning_rate": self.learning_rate, "muon_lr": self.muon_lr}
+        for name, value in positive.items():
+            if value is not None and not value > 0:
+                raise UserError(f"--model.{name} must be a positive number, got {value}.")
+        for name in ("weight_decay", "muon_weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise UserError(f"--model.{name} must be >= 0, got {getattr(self, name)}.")
+        for name in ("beta1", "beta2", "muon_momentum"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"--model.{name} must be in [0, 1), got {getattr(self, name)}.")
+        if self.optimizer == "muon":
+            check_muon_available()
+
+    @property
+    def peak_muon_lr(self) -> float:
+        """Muon's peak learning rate: muon_lr, or learning_rate when unset."""
+        return self.learning_rate if self.muon_lr is None else self.muon_lr
+
+    def group_settings(self) -> list[dict]:
+        """What each param group takes from these settings, in the groups' order: AdamW's decayed matrices,
+        AdamW's 1-D tensors, then (muon) Muon's block matrices. Building and resuming both use this list."""
+        betas = (self.beta1, self.beta2)
+        groups = [
+            {"lr": self.learning_rate, "betas": betas, "weight_decay": self.weight_decay},
+            {"lr": self.learning_rate, "betas": betas, "weight_decay": 0.0},
+        ]
+        if self.optimizer == "muon":
+            groups.append(
+                {"lr": self.peak_muon_lr, "momentum": self.muon_momentum, "weight_decay": self.muon_weight_decay}
+            )
+        return groups
 
 
 def check_muon_available() -> None:
@@ -63,16 +127,8 @@ def check_strategy_supports_muon(strategy) -> None:
 # ------------------------------------------------------------ which tensor goes where
 
 
-def adamw_groups(params: list[torch.nn.Parameter], matrix_ids: set[int], weight_decay: float) -> list[dict]:
-    """nanoGPT's two AdamW groups: every matrix (Linear weights, embeddings) decays; biases and LayerNorm
-    weights (1-D) do not. `matrix_ids` are the ids of the matrices, noted before FSDP flattens them."""
-    decay = [p for p in params if id(p) in matrix_ids]
-    no_decay = [p for p in params if id(p) not in matrix_ids]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def is_hidden_matrix(name: str, p: torch.Tensor) -> bool:
-    """Muon's share: a 2-D weight inside a transformer block (`transformer.h.N.*`: c_attn, c_proj, c_fc)."""
+    """Muon's share: a 2-D weight inside a transformer block (`transformer.h.N.*`: attention and MLP matrices)."""
     return name.startswith("transformer.h.") and p.dim() == 2
 
 
@@ -117,47 +173,50 @@ class MuonWithAdamW(torch.optim.Optimizer):
         self._share()
 
 
-# ------------------------------------------------------------ building, and the options given now on resume
+# ------------------------------------------------------------ building, and the settings given now on resume
 
 
-def muon_lr(hp) -> float:
-    """Muon's peak learning rate: --model.muon_lr, or learning_rate when it is None (match_rms_adamw makes
-    AdamW's learning rate a sensible Muon one)."""
-    return hp.learning_rate if hp.get("muon_lr") is None else hp.muon_lr
-
-
-def muon_with_adamw(model: torch.nn.Module, hp, matrix_ids: set[int], adamw_kwargs: dict) -> MuonWithAdamW:
-    """Muon on the block matrices of the GPT `model`, AdamW with nanoGPT's decay groups on its other trainable
-    parameters; the split is printed once."""
-    check_muon_available()
+def build_optimizer(
+    model: torch.nn.Module, settings: OptimizerSettings, matrix_ids: set[int], adamw_kwargs: dict
+) -> torch.optim.Optimizer:
+    """nanoGPT's decay groups (every matrix decays; biases and norm weights, 1-D, do not) on AdamW, or with
+    `muon` the block matrices on Muon and the rest on that AdamW. matrix_ids: the ids of the matrices, noted
+    before FSDP flattens them. The split is printed once."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    hidden = [p for n, p in named if is_hidden_matrix(n, p)]
+    hidden = [p for n, p in named if settings.optimizer == "muon" and is_hidden_matrix(n, p)]
     hidden_ids = {id(p) for p in hidden}
-    groups = adamw_groups([p for _, p in named if id(p) not in hidden_ids], matrix_ids, hp.weight_decay)
+    rest = [p for _, p in named if id(p) not in hidden_ids]
+    decay, no_decay = [p for p in rest if id(p) in matrix_ids], [p for p in rest if id(p) not in matrix_ids]
+    adamw_group, rest_group, *muon_group = settings.group_settings()
+    groups = [{"params": decay, **adamw_group}, {"params": no_decay, **rest_group}]
+    adamw = torch.optim.AdamW(groups, **adamw_kwargs)
+    if settings.optimizer == "adamw":
+        rank_zero_info(f"AdamW: {describe('decayed', decay)}, {describe('non-decayed', no_decay)}")
+        return adamw
     rank_zero_info(
-        f"Muon: {describe('hidden-matrix', hidden)} | AdamW: {describe('decayed', groups[0]['params'])} "
-        f"(embeddings, tied lm_head), {describe('non-decayed', groups[1]['params'])}"
+        f"Muon: {describe('hidden-matrix', hidden)} | AdamW: {describe('decayed', decay)} "
+        f"(embeddings, lm_head), {describe('non-decayed', no_decay)}"
     )
-    adamw = torch.optim.AdamW(groups, lr=hp.learning_rate, betas=(hp.beta1, hp.beta2), **adamw_kwargs)
-    muon = torch.optim.Muon(
-        hidden,
-        lr=muon_lr(hp),
-        momentum=hp.muon_momentum,
-        weight_decay=hp.muon_weight_decay,
-        adjust_lr_fn=MUON_ADJUST_LR,
-    )
+    muon = torch.optim.Muon(hidden, adjust_lr_fn=MUON_ADJUST_LR, **muon_group[0])
     return MuonWithAdamW(adamw, muon)
 
 
-def use_muon_hparams_given_now(trainer, hp) -> None:
-    """resume.use_optimizer_hparams_given_now for MuonWithAdamW: the learning rates, betas, momentum and weight
-    decays given now win over those restored from a checkpoint (on a fresh run this changes nothing)."""
+def use_settings_given_now(trainer, settings: OptimizerSettings, schedule) -> None:
+    """On resume Lightning restores the optimizer and scheduler states of the run that wrote the checkpoint,
+    learning rates, betas, momentum and weight decays included; the values given now (a finetune's new learning
+    rate) win. On a fresh run this changes nothing. The LR scheduler is rebuilt at the restored step, so that
+    its base LRs, the groups' LR and get_last_lr() all follow the new peaks."""
     optimizer = trainer.optimizers[0]
-    adamw_decay, adamw_rest, muon = optimizer.param_groups
-    betas = (hp.beta1, hp.beta2)
-    adamw_decay.update(betas=betas, weight_decay=hp.weight_decay, initial_lr=hp.learning_rate, lr=hp.learning_rate)
-    adamw_rest.update(betas=betas, weight_decay=0.0, initial_lr=hp.learning_rate, lr=hp.learning_rate)
-    muon.update(momentum=hp.muon_momentum, weight_decay=hp.muon_weight_decay, initial_lr=muon_lr(hp), lr=muon_lr(hp))
-    for config in trainer.lr_scheduler_configs:  # rebuilt at the restored step, as resume.py does for AdamW
-        old = config.scheduler
-        config.scheduler = type(old)(optimizer, old.lr_lambdas, last_epoch=old.last_epoch - 1)
+    wanted = settings.group_settings()
+    if len(wanted) != len(optimizer.param_groups):
+        have = "Muon and AdamW" if len(optimizer.param_groups) == 3 else "AdamW"
+        raise UserError(
+            f"The checkpoint's optimizer state is {have}'s, but --model.optimizer is {settings.optimizer}; resume "
+            f"with the optimizer it was trained with, or start a new run from its weights with --model.init_from."
+        )
+    for group, values in zip(optimizer.param_groups, wanted):
+        group.update(values, initial_lr=values["lr"])
+    for config in trainer.lr_scheduler_configs:
+        config.scheduler = schedule.scheduler(
+            optimizer, settings.learning_rate, last_epoch=config.scheduler.last_epoch - 1
+        )

@@ -28,13 +28,11 @@ import torch
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import atomic_path, atomic_write, copy_file
 from gpt_lightning.model import GPTConfig
-from gpt_lightning.tokenizer import tokenizer_difference
 from gpt_lightning.weights.checkpoint import read_checkpoint
 from gpt_lightning.weights.state_dict import (
     FOREIGN_BUFFERS,
     check_state_dict,
     expected_shapes,
-    pad_token_rows,
     strip_wrapper_prefixes,
     unpad_token_rows,
 )
@@ -283,69 +281,6 @@ def load_pretrained(init_from: str) -> tuple[GPTConfig, dict, Optional[dict]]:
     if tokenizer is None and config.vocab_size in (GPT2_VOCAB_SIZE, 50304):
         tokenizer = dict(GPT2_TOKENIZER)  # OpenAI's GPT-2 and its padded variant use GPT-2's BPE
     return config, hf_to_state_dict(sd, config), tokenizer
-
-
-def adapt_pretrained(
-    config: GPTConfig,
-    sd: dict,
-    tokenizer: Optional[dict],
-    *,
-    source: str,
-    vocab_size: Optional[int] = None,
-    block_size: Optional[int] = None,
-    dropout: float = 0.0,
-    data_tokenizer: Optional[dict] = None,
-    pad_vocab_multiple: int = 1,
-    **architecture,
-) -> tuple[GPTConfig, dict, Optional[dict]]:
-    """Fit pretrained weights to a run: refuse conflicting architecture settings, check the data's tokenizer,
-    crop the position table to block_size and the token table to the data's vocabulary, pad the token table
-    to a multiple of pad_vocab_multiple rows (50257 -> 50304 for 64), set dropout."""
-    for name, value in architecture.items():
-        if value is not None and value != getattr(config, name):
-            raise UserError(
-                f"--model.{name}={value} conflicts with the weights of {source}, which have {name}="
-                f"{getattr(config, name)}; the architecture comes from the weights, so leave --model.{name} unset."
-            )
-    difference = tokenizer_difference(tokenizer, data_tokenizer) if data_tokenizer and tokenizer else None
-    if difference:
-        kind = tokenizer.get("kind")
-        fix = (
-            f"prepare the data with --tokenizer {kind}"
-            if kind != data_tokenizer.get("kind")
-            else "prepare the data from text with the same characters as the model's"
-        )
-        raise UserError(f"The data's tokens do not mean what {source}'s do ({difference}): {fix}.")
-    tokenizer = data_tokenizer or tokenizer
-    if vocab_size is not None and vocab_size > config.vocab_size:
-        raise UserError(
-            f"The data has {vocab_size} token ids but {source} only knows {config.vocab_size}; prepare the data "
-            "with the tokenizer the model was trained with."
-        )
-    vocab_size = vocab_size or config.vocab_size
-    if sd["transformer.wte.weight"].shape[0] > vocab_size:
-        # ids past the data's vocabulary never occur: drop their rows (nanoGPT's 50304 padding, a padded
-        # checkpoint's own), so the checkpoint's vocab_size is the data's; padding comes back below if asked for
-        sd = {**sd, "transformer.wte.weight": sd["transformer.wte.weight"][:vocab_size].clone()}
-        sd["lm_head.weight"] = sd["transformer.wte.weight"]
-    if block_size is not None and block_size != config.block_size:
-        if block_size > config.block_size:
-            raise UserError(
-                f"block_size {block_size} is longer than the {config.block_size} positions {source} was trained "
-                f"with; use --data.block_size {config.block_size} or less."
-            )
-        # nanoGPT's crop; a copy, so the checkpoint does not keep the whole table's storage
-        sd = {**sd, "transformer.wpe.weight": sd["transformer.wpe.weight"][:block_size].clone()}
-    config = GPTConfig(
-        **{
-            **asdict(config),
-            "vocab_size": vocab_size,
-            "block_size": block_size or config.block_size,
-            "dropout": dropout,
-            "pad_vocab_multiple": pad_vocab_multiple,
-        }
-    )
-    return config, check_state_dict(pad_token_rows(sd, config), config), tokenizer
 
 
 # ---------------------------------------------------------------- checkpoints and export

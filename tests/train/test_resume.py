@@ -64,7 +64,7 @@ def test_stop_and_resume_is_exact_with_dropout(tmp_path, monkeypatch, data_root)
 
 @pytest.mark.slow  # several fits
 def test_resume_honours_new_learning_rate(tmp_path, monkeypatch, data_root):
-    from gpt_lightning.train.module import lr_at
+    from gpt_lightning.train.schedules import lr_at
 
     root = new_root(tmp_path, data_root)
     monkeypatch.chdir(root)

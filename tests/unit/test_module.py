@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from gpt_lightning.train.module import GPTLightningModule, lr_at
+from gpt_lightning.train.module import GPTLightningModule
+from gpt_lightning.train.schedules import lr_at
 
 SCHEDULE = dict(learning_rate=1e-3, warmup_steps=100, lr_decay_steps=5000, min_lr=1e-4)
 

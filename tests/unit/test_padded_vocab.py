@@ -95,12 +95,12 @@ def test_export_writes_an_unpadded_gpt2_that_transformers_loads_with_our_logits(
 
 
 def test_a_pretrained_unpadded_model_is_padded_on_import_and_computes_the_same():
-    from gpt_lightning.weights.hf import adapt_pretrained
+    from gpt_lightning.weights.load import fit_pretrained
     from gpt_lightning.weights.state_dict import build_model
 
     _, plain = padded_and_plain()
     sd = plain.state_dict()
-    config, sd, _ = adapt_pretrained(plain.config, sd, None, source="test", vocab_size=100, pad_vocab_multiple=64)
+    config, sd, _ = fit_pretrained(plain.config, sd, None, "test", {"vocab_size": 100, "pad_vocab_multiple": 64}, None)
     assert config.padded_vocab_size == 128 and sd["transformer.wte.weight"].shape == (128, 32)
     model = build_model(config, sd).eval()
     idx = torch.randint(0, 100, (2, 16))
