@@ -49,6 +49,9 @@ def export(
         config_from_checkpoint,
         read_checkpoint,
     )
+    from gpt_lightning.weights.formats import NANOGPT, choose_format
+    from gpt_lightning.weights.hf import HF_FORMATS
+    from gpt_lightning.weights.nanogpt import check_nanogpt_schedule
     from gpt_lightning.weights.state_dict import gpt_state_dict
 
     out = Path(out)
@@ -58,6 +61,10 @@ def export(
         config = config_from_checkpoint(checkpoint)
     except UserError as e:  # say which file
         raise UserError(f"{ckpt_path}: {e}") from e
+    formats = HF_FORMATS if format == "hf" else [NANOGPT]
+    choose_format(config, formats, f"--format {format}")  # before anything is written: one sentence if it cannot
+    if format == "nanogpt":
+        check_nanogpt_schedule(checkpoint.get("hyper_parameters") or {})
     raw = checkpoint.get("state_dict") or checkpoint.get("model")
     if not isinstance(raw, dict):
         raise UserError(f"Checkpoint {ckpt_path} has no model weights (no state_dict); pass a .ckpt written by `fit`.")

@@ -29,6 +29,7 @@ from gpt_lightning.errors import UserError
 from gpt_lightning.files import atomic_path, atomic_write, copy_file
 from gpt_lightning.model import GPTConfig
 from gpt_lightning.weights.checkpoint import read_checkpoint
+from gpt_lightning.weights.formats import HF_GPT2
 from gpt_lightning.weights.state_dict import (
     FOREIGN_BUFFERS,
     check_state_dict,
@@ -52,6 +53,8 @@ GPT2_TOKENIZER = {"kind": "gpt2", "encoding": "gpt2"}
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")
 CONFIG_KEY = "gpt_lightning"  # our own entry in an exported config.json / safetensors metadata
+# the transformers architectures `export --format hf` writes, the first that represents a model exactly
+HF_FORMATS = [HF_GPT2]
 
 
 # ---------------------------------------------------------------- configs

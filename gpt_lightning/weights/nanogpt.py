@@ -29,6 +29,7 @@ import torch
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import atomic_write
 from gpt_lightning.model import GPT, GPTConfig
+from gpt_lightning.weights.formats import NANOGPT, choose_format
 from gpt_lightning.weights.state_dict import FOREIGN_BUFFERS, strip_wrapper_prefixes, unpad_token_rows
 
 META_PKL = "meta.pkl"
@@ -297,6 +298,17 @@ SCHEDULE_SETTINGS = {
 }
 
 
+def check_nanogpt_schedule(hparams: dict) -> None:
+    """nanoGPT's train.py knows warmup + cosine (decay_lr true) and a constant LR (decay_lr false): refuse to
+    write settings that would claim either for a run trained with another schedule."""
+    schedule = hparams.get("lr_schedule", "cosine") if hparams.get("decay_lr", True) else "constant"
+    if schedule not in ("cosine", "constant"):
+        raise UserError(
+            f"This run's LR schedule is {schedule!r}, which nanoGPT's train.py cannot express (it has warmup + "
+            "cosine, or a constant LR), so its ckpt.pt would claim another schedule; export with --format hf."
+        )
+
+
 def schedule_differences(config: dict, hparams: dict) -> list[str]:
     """`--model.X=ours (nanoGPT: theirs)` for each schedule setting this run sets differently."""
     return [
@@ -331,11 +343,7 @@ def to_nanogpt_checkpoint(
     """nanoGPT's ckpt.pt dict for our GPT's weights: the model's state dict with nanoGPT's key order and no
     prefixes, model_args with exactly the fields of nanoGPT's GPTConfig, and `optimizer_state` (our AdamW
     state dict, numbered as our configure_optimizers numbers it) renumbered into nanoGPT's groups."""
-    if config.gelu_approximate != "none":
-        raise UserError(
-            "This model uses GPT-2's tanh-approximated GELU, and nanoGPT's GPT computes the exact one, so its outputs "
-            "would differ there; export it with --format hf instead."
-        )
+    choose_format(config, [NANOGPT], "--format nanogpt")  # e.g. GPT-2's tanh GELU: nanoGPT computes the exact one
     if config.padded_vocab_size != config.vocab_size:
         # nanoGPT would sample padding ids (it does not mask them) and tiktoken cannot decode them: drop the rows,
         # in the weights and in AdamW's moments of the token table
