@@ -44,7 +44,8 @@ class GPTConfig:
         pad_vocab_multiple: give the token table (and lm_head) vocab_size rounded up to a multiple of this many
             rows: GPT-2's 50257 becomes nanoGPT's 50304, whose round matmul dimension runs faster on GPUs (nanoGPT
             reports about 25%). The extra ids are masked (never predicted, sampled or scored, so losses are those of
-            the unpadded model), and `export` writes the unpadded model. Unset: 64 for GPT-2 BPE, 1 otherwise.
+            the unpadded model), and `export` writes the unpadded model. Unset: 64 for GPT-2 BPE, 1 otherwise, or
+            the pretrained model's.
     """
 
     vocab_size: int = 50304  # nanoGPT's default: GPT-2's 50257 padded to 50304

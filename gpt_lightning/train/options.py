@@ -41,7 +41,8 @@ def options_from(*settings: type, unset_is_none: tuple[type, ...] = ()):
                 added.append(
                     inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
                 )
-                unset = f" (unset: {f.default!r}, or the pretrained model's)" if none else ""
+                says_unset = "Unset:" in docs.get(f.name, "")  # the field's own words on what unset means
+                unset = f" (unset: {f.default!r}, or the pretrained model's)" if none and not says_unset else ""
                 lines.append(f"    {f.name}: {docs.get(f.name, '')}{unset}")
         own_hints = typing.get_type_hints(construct)
         params = [p.replace(annotation=own_hints.get(p.name, p.annotation)) for p in own] + added
