@@ -205,6 +205,13 @@ class GPTLightningCLI(LightningCLI):
         config = self.subcommand_config(self.config)
         if self.subcommand:
             config["ckpt_path"] = self.resolved_ckpt_path  # see parse_arguments
+            if config.get("weights_only") is False:
+                raise UserError(
+                    "--weights_only=false would let a checkpoint run code when it is read; drop it (a checkpoint "
+                    "written by `fit` holds tensors and plain values only)."
+                )
+            # Lightning reads the checkpoint again after read_checkpoint checked it: tensors only there too
+            config["weights_only"] = True
         trainer = config.trainer
         if trainer.precision is None and not has_precision_plugin(trainer.get("plugins")):
             trainer.precision = auto_precision(trainer.accelerator)  # bf16-mixed on a GPU, else 32-true

@@ -168,9 +168,15 @@ def exit_at_once(signum: int, frame: Any) -> None:
 
 def resolve_ckpt_path(ckpt_path: Optional[str], checkpoint_dir: Optional[str]) -> Optional[str]:
     """`last` -> DIR/last.ckpt (None, with a note, when there is none yet: a first run under a requeue script);
-    a path must exist. Other special values (`best`, `hpc`) are left to Lightning."""
+    a path must exist. A URL and Lightning's other special values (`best`, `hpc`, `registry`) are refused: Lightning
+    would read them with full pickle, which can run code, and only a local file passes through read_checkpoint."""
     if ckpt_path is None:
         return None
+    if ckpt_path in ("best", "hpc", "registry") or "://" in ckpt_path:
+        raise UserError(
+            f"--ckpt_path {ckpt_path} is not a local checkpoint file; only a .ckpt file, a run's folder or `last` is "
+            "read (safely, tensors only): download a remote checkpoint first and pass its path."
+        )
     if ckpt_path == "last":
         if checkpoint_dir is None:
             return ckpt_path  # Lightning searches its default folders
@@ -179,8 +185,6 @@ def resolve_ckpt_path(ckpt_path: Optional[str], checkpoint_dir: Optional[str]) -
             return str(last)
         print(f"note: --ckpt_path last: no {last} yet, so this run starts from scratch.", file=sys.stderr)
         return None
-    if ckpt_path in ("best", "hpc", "registry") or "://" in ckpt_path:
-        return ckpt_path
     if Path(ckpt_path).is_dir():  # a run's folder means its last.ckpt, as for `generate` and `export`
         last = Path(ckpt_path) / "last.ckpt"
         if not last.is_file():

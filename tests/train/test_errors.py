@@ -226,6 +226,52 @@ def export_bin_with_non_tensors(root: Path) -> list[str]:
     return ["export", "--ckpt_path", "hf/pytorch_model.bin", "--out", "exported"]
 
 
+class CreatesMarker:
+    """Unpickling this runs `open(MARKER, "w")`: a stand-in for any code a crafted checkpoint could run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def evil_checkpoint(root: Path) -> Path:
+    """A real checkpoint with a payload beside its tensors; the test checks that root/MARKER never appears."""
+    import torch
+
+    checkpoint = torch.load(root / "out/ckpt/last.ckpt", weights_only=True)
+    checkpoint["payload"] = CreatesMarker(root / "MARKER")
+    torch.save(checkpoint, root / "evil.ckpt")
+    return root / "evil.ckpt"
+
+
+def ckpt_path_http(root: Path) -> list[str]:
+    return [*FIT, "--ckpt_path", "http://127.0.0.1:9/evil.ckpt"]
+
+
+def ckpt_path_file_url_weights_only_false(root: Path) -> list[str]:
+    return [*FIT, "--ckpt_path", evil_checkpoint(root).as_uri(), "--weights_only=false"]
+
+
+def ckpt_path_s3(root: Path) -> list[str]:
+    return ["validate", "--config", "tiny.yaml", "--ckpt_path", "s3://bucket/run/last.ckpt"]
+
+
+def ckpt_path_best(root: Path) -> list[str]:
+    return ["test", "--config", "tiny.yaml", "--ckpt_path", "best"]
+
+
+def evil_ckpt_weights_only_false(root: Path) -> list[str]:
+    evil_checkpoint(root)
+    return [*FIT, "--ckpt_path", "evil.ckpt", "--weights_only=false"]
+
+
+def evil_ckpt_weights_only_true(root: Path) -> list[str]:
+    evil_checkpoint(root)
+    return ["validate", "--config", "tiny.yaml", "--ckpt_path", "evil.ckpt", "--weights_only=true"]
+
+
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
     (bins_without_meta, "error: Data folder data/nometa was left half-written by a `prepare` that stopped"),
@@ -283,6 +329,12 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (init_from_corrupt_safetensors, "error: model.safetensors is not a readable .safetensors file"),
     (bin_with_non_tensors, "error: hf/pytorch_model.bin holds 'wte.weight', which is not a tensor"),
     (export_bin_with_non_tensors, "error: hf/pytorch_model.bin: The checkpoint has no hyper_parameters to rebuild"),
+    (ckpt_path_http, "error: --ckpt_path http://127.0.0.1:9/evil.ckpt is not a local checkpoint file; only a"),
+    (ckpt_path_file_url_weights_only_false, "evil.ckpt is not a local checkpoint file; only a .ckpt file"),
+    (ckpt_path_s3, "error: --ckpt_path s3://bucket/run/last.ckpt is not a local checkpoint file"),
+    (ckpt_path_best, "error: --ckpt_path best is not a local checkpoint file"),
+    (evil_ckpt_weights_only_false, "error: evil.ckpt holds Python objects beyond tensors, which could run code"),
+    (evil_ckpt_weights_only_true, "error: evil.ckpt holds Python objects beyond tensors, which could run code"),
 ]
 
 # Cases that fail on a value before anything is made: no log folder, no checkpoint folder, nothing new at all.
@@ -301,6 +353,12 @@ NOTHING_MADE = {
     export_into_earlier_export,
     init_from_other_characters,
     resume_on_other_characters,
+    ckpt_path_http,
+    ckpt_path_file_url_weights_only_false,
+    ckpt_path_s3,
+    ckpt_path_best,
+    evil_ckpt_weights_only_false,
+    evil_ckpt_weights_only_true,
 }
 
 
@@ -327,6 +385,7 @@ def test_bad_input(make_case, message, earlier_run, tmp_path, monkeypatch, capsy
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
     after = snapshot(root)
     assert {path: digest for path, digest in after.items() if path in before} == before  # nothing overwritten
+    assert not (root / "MARKER").exists()  # no checkpoint's code ran
     if make_case in NOTHING_MADE:
         assert set(root.rglob("*")) == paths_before  # no log folder, checkpoint folder or half-written data
 
