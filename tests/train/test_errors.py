@@ -272,6 +272,46 @@ def evil_ckpt_weights_only_true(root: Path) -> list[str]:
     return ["validate", "--config", "tiny.yaml", "--ckpt_path", "evil.ckpt", "--weights_only=true"]
 
 
+def export_overwrite_into_its_checkpoint_folder(root: Path) -> list[str]:
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "out/ckpt", "--overwrite"]
+
+
+def export_overwrite_into_the_run(root: Path) -> list[str]:
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "out", "--overwrite", "--format", "nanogpt"]
+
+
+def export_overwrite_into_the_working_folder(root: Path) -> list[str]:
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", ".", "--overwrite"]
+
+
+def export_overwrite_into_root(root: Path) -> list[str]:
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "/", "--overwrite"]
+
+
+def export_overwrite_into_another_runs_folder(root: Path) -> list[str]:
+    shutil.copy(root / "out/ckpt/last.ckpt", root / "source.ckpt")
+    return ["export", "--ckpt_path", "source.ckpt", "--out", "out/ckpt", "--overwrite"]
+
+
+def export_overwrite_into_a_running_fits_folder(root: Path) -> list[str]:
+    (root / "out/running").mkdir()
+    (root / "out/running/run.lock").write_text('{"pid": 1}')  # a fit that has not saved anything yet
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "out/running", "--overwrite"]
+
+
+def export_overwrite_into_a_folder_of_ones_own(root: Path) -> list[str]:
+    (root / "notes").mkdir()
+    (root / "notes/todo.txt").write_text("mine")
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "notes", "--overwrite"]
+
+
+def run_lock_is_a_symlink(root: Path) -> list[str]:
+    (root / "mine.txt").write_text("the user's own file")
+    (root / "out/linked").mkdir()
+    (root / "out/linked/run.lock").symlink_to(root / "mine.txt")
+    return [*FIT, "--checkpoint.dirpath", "out/linked"]
+
+
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
     (bins_without_meta, "error: Data folder data/nometa was left half-written by a `prepare` that stopped"),
@@ -335,6 +375,20 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (ckpt_path_best, "error: --ckpt_path best is not a local checkpoint file"),
     (evil_ckpt_weights_only_false, "error: evil.ckpt holds Python objects beyond tensors, which could run code"),
     (evil_ckpt_weights_only_true, "error: evil.ckpt holds Python objects beyond tensors, which could run code"),
+    (
+        export_overwrite_into_its_checkpoint_folder,
+        "error: --out out/ckpt holds the checkpoint being exported (out/ckpt/last.ckpt); choose another --out.",
+    ),
+    (export_overwrite_into_the_run, "error: --out out holds the checkpoint being exported (out/ckpt/last.ckpt)"),
+    (export_overwrite_into_the_working_folder, "error: --out . is the working folder or a folder above it"),
+    (export_overwrite_into_root, "error: --out / is the working folder or a folder above it"),
+    (
+        export_overwrite_into_another_runs_folder,
+        "error: --out out/ckpt holds a training run's files (best-step000002-val",
+    ),
+    (export_overwrite_into_a_running_fits_folder, "error: --out out/running holds a training run's files (run.lock)"),
+    (export_overwrite_into_a_folder_of_ones_own, "error: --out notes holds no earlier export; --overwrite only"),
+    (run_lock_is_a_symlink, "error: out/linked/run.lock is not a regular file (a symlink, FIFO or device)"),
 ]
 
 # Cases that fail on a value before anything is made: no log folder, no checkpoint folder, nothing new at all.
@@ -359,6 +413,13 @@ NOTHING_MADE = {
     ckpt_path_best,
     evil_ckpt_weights_only_false,
     evil_ckpt_weights_only_true,
+    export_overwrite_into_its_checkpoint_folder,
+    export_overwrite_into_the_run,
+    export_overwrite_into_the_working_folder,
+    export_overwrite_into_root,
+    export_overwrite_into_another_runs_folder,
+    export_overwrite_into_a_running_fits_folder,
+    export_overwrite_into_a_folder_of_ones_own,
 }
 
 
