@@ -35,7 +35,7 @@ from gpt_lightning.train import resume
 from gpt_lightning.train.callbacks import LastCheckpoint, TextSampleCallback
 from gpt_lightning.train.fsdp import fsdp_strategy
 from gpt_lightning.train.hellaswag import HellaSwagEval
-from gpt_lightning.train.module import GPTLightningModule
+from gpt_lightning.train.module import GPTLightningModule, default_pad_vocab_multiple
 from gpt_lightning.train.runlock import RunLock, is_first_process
 from gpt_lightning.train.tensorboard import TensorBoardLayout
 from gpt_lightning.train.throughput import ThroughputLogger
@@ -223,6 +223,20 @@ class GPTLightningCLI(LightningCLI):
             # Lightning would write config.yaml into trainer.log_dir, which is the working directory without a
             # logger: a user's own config.yaml there would be replaced. The checkpoints hold the settings anyway.
             self.save_config_callback = None
+        if self.resume_from:  # the checkpoint's shapes against the model's, on the meta device, before it is built
+            path, ckpt = self.resume_from
+            theirs = ckpt.get("hyper_parameters") or {}
+            if theirs.get("vocab_size") is not None:  # (the data's vocabulary is compared once the model is built)
+                building = {
+                    **config.model.as_dict(),
+                    "block_size": config.data.block_size,
+                    "vocab_size": theirs["vocab_size"],
+                    "pad_vocab_multiple": config.model.get("pad_vocab_multiple")
+                    or theirs.get("pad_vocab_multiple")
+                    or default_pad_vocab_multiple(theirs.get("tokenizer")),
+                    "tokenizer": None,
+                }
+                resume.check_checkpoint_fits_before_building(path, ckpt, building)
         if self.subcommand == "fit" and not config.get("ckpt_path"):
             resume.refuse_to_overwrite_run(config.checkpoint.dirpath)  # early; again under the lock
         # the named step that may download and tokenize --data.source, before argument linking reads meta.json

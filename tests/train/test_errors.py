@@ -312,6 +312,29 @@ def run_lock_is_a_symlink(root: Path) -> list[str]:
     return [*FIT, "--checkpoint.dirpath", "out/linked"]
 
 
+def nanogpt_data_with_a_looping_meta_pkl(root: Path) -> list[str]:
+    import pickle
+
+    out = copy_data(root, "nano")
+    (out / "meta.json").unlink()  # bins and a meta.pkl: a nanoGPT data folder
+    nested: list = []
+    for _ in range(60):
+        nested = [nested, nested]  # 1 KB; a walk of all its 2**60 paths never ends
+    (out / "meta.pkl").write_bytes(pickle.dumps({"vocab_size": 1, "itos": {0: "a"}, "stoi": {"a": 0}, "x": nested}))
+    return [*FIT, "--data.data_dir", "data/nano", "--checkpoint.dirpath", "out/new"]
+
+
+def ckpt_hparams_say_a_huge_model(root: Path) -> list[str]:
+    """A checkpoint whose hyperparameters say n_embd=4096 (its weights are the tiny model's): with --ckpt_path and
+    no config they become the model's settings, and building it first would allocate about 2 GB."""
+    import torch
+
+    checkpoint = torch.load(root / "out/ckpt/last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["n_embd"] = 4096
+    torch.save(checkpoint, root / "huge.ckpt")
+    return ["fit", "--data.data_dir", "data/tiny", "--ckpt_path", "huge.ckpt", "--checkpoint.dirpath", "out/huge"]
+
+
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
     (bins_without_meta, "error: Data folder data/nometa was left half-written by a `prepare` that stopped"),
@@ -388,6 +411,11 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     ),
     (export_overwrite_into_a_running_fits_folder, "error: --out out/running holds a training run's files (run.lock)"),
     (export_overwrite_into_a_folder_of_ones_own, "error: --out notes holds no earlier export; --overwrite only"),
+    (
+        ckpt_hparams_say_a_huge_model,
+        "error: Checkpoint huge.ckpt does not fit this model (transformer.wte.weight (14, 32) != (14, 4096)): its",
+    ),
+    (nanogpt_data_with_a_looping_meta_pkl, "error: data/nano/meta.pkl holds a container inside itself or twice over"),
     (run_lock_is_a_symlink, "error: out/linked/run.lock is not a regular file (a symlink, FIFO or device)"),
 ]
 
@@ -420,6 +448,8 @@ NOTHING_MADE = {
     export_overwrite_into_another_runs_folder,
     export_overwrite_into_a_running_fits_folder,
     export_overwrite_into_a_folder_of_ones_own,
+    ckpt_hparams_say_a_huge_model,
+    nanogpt_data_with_a_looping_meta_pkl,
 }
 
 
@@ -449,6 +479,19 @@ def test_bad_input(make_case, message, earlier_run, tmp_path, monkeypatch, capsy
     assert not (root / "MARKER").exists()  # no checkpoint's code ran
     if make_case in NOTHING_MADE:
         assert set(root.rglob("*")) == paths_before  # no log folder, checkpoint folder or half-written data
+
+
+def test_a_checkpoint_is_checked_against_the_model_before_the_model_is_allocated(earlier_run, tmp_path, monkeypatch):
+    """The shapes are compared on the meta device: refusing the n_embd=4096 checkpoint costs no gigabytes."""
+    import resource
+
+    root = tmp_path / "run"
+    shutil.copytree(earlier_run, root)
+    monkeypatch.chdir(root)
+    args = ckpt_hparams_say_a_huge_model(root)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert run_cli_in_process(args) == 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 500_000  # KB; the model would take 2 GB
 
 
 def test_the_advice_of_the_refusal_works(earlier_run, tmp_path, monkeypatch):
