@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import IO, Union
 
 TMP_MARK = ".tmp-"
+# export's folders beside its --out: the new export while it is written, and the earlier one while it is swapped out
+EXPORT_MARK, REPLACED_MARK = ".export-", ".replaced-"
 
 
 def temporary_path(path: Path) -> Path:
@@ -88,11 +90,23 @@ def copy_file(src: Union[str, Path], dest: Union[str, Path]) -> None:
 
 
 def remove_stale_temporaries(folder: Union[str, Path]) -> None:
-    """Delete the temporary files in `folder` that a killed process left: those of this host whose process is
-    gone. Those of a process still running, here or on another node sharing the folder, are left alone."""
-    for tmp in Path(folder).glob(f".*{TMP_MARK}*"):
-        pid, _, host = tmp.name.rsplit(TMP_MARK, 1)[1].partition("-")
-        if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
+    """Delete the temporary files (and export's staging folders) in `folder` that a killed process left: those of
+    this host whose process is gone. Those of a process still running, here or on another node sharing the
+    folder, are left alone. An earlier export swapped out by a process killed before the new one took its place
+    is put back, not deleted."""
+    for tmp in Path(folder).glob(".*"):
+        mark = next((m for m in (TMP_MARK, EXPORT_MARK, REPLACED_MARK) if m in tmp.name), None)
+        if mark is None:
+            continue
+        name, _, owner = tmp.name[1:].rpartition(mark)
+        pid, _, host = owner.partition("-")
+        if host != socket.gethostname() or not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        if mark == REPLACED_MARK and name and not (tmp.parent / name).exists():
+            os.rename(tmp, tmp.parent / name)  # killed between export's two renames: the earlier export goes back
+        elif tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
             tmp.unlink(missing_ok=True)
 
 

@@ -8,6 +8,7 @@ The table goes to stdout, progress and model details to stderr. docs/evaluation.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Literal, Optional
@@ -54,6 +55,8 @@ def evaluate(
         raise UserError(f"--batch_size must be at least 1, got {batch_size}.")
     from gpt_lightning.evaluation import hellaswag
 
+    # `~` expanded once, as for every path option (a hub name such as gpt2 is left as it is)
+    ckpt_path, hellaswag_path = (os.path.expanduser(p) if p else p for p in (ckpt_path, hellaswag_path))
     dev = resolve_device(device)
     enable_tf32(dev)
     model, tokenizer = load_checkpoint_model(ckpt_path, dev)

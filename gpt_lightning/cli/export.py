@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from gpt_lightning.errors import UserError, disk_full_message
+from gpt_lightning.files import EXPORT_MARK, REPLACED_MARK, remove_stale_temporaries
 
 
 def export(
@@ -54,8 +55,11 @@ def export(
     from gpt_lightning.weights.nanogpt import check_nanogpt_schedule
     from gpt_lightning.weights.state_dict import gpt_state_dict
 
-    out = Path(out)
-    check_out_folder(out, overwrite)
+    out, ckpt_path = Path(out).expanduser(), Path(ckpt_path).expanduser()
+    meta = Path(meta).expanduser() if meta is not None else None
+    check_out_folder(out, overwrite, ckpt_path)
+    if out.parent.is_dir():
+        remove_stale_temporaries(out.parent)  # an export killed half-way (an earlier export it swapped out goes back)
     checkpoint = read_checkpoint(ckpt_path)
     try:
         config = config_from_checkpoint(checkpoint)
@@ -80,16 +84,51 @@ def export(
     return out
 
 
-def check_out_folder(out: Path, overwrite: bool) -> None:
+def check_out_folder(out: Path, overwrite: bool, ckpt_path: Optional[Path] = None) -> None:
     """Refuse an --out that is a file, or a folder with files in it unless --overwrite: an export never replaces
-    what a user has without being asked to."""
+    what a user has without being asked to. Even with --overwrite, only an earlier export is replaced: never the
+    working folder or one above it, a folder holding the checkpoint being exported, or a run's folder."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; export writes a folder: choose another --out.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        found = sorted(p.name for p in out.iterdir())
+    here, target = Path.cwd().resolve(), out.resolve()
+    if target == here or target in here.parents:
+        raise UserError(
+            f"--out {out} is the working folder or a folder above it, which an export would replace; choose a new "
+            "folder, e.g. --out exported."
+        )
+    if ckpt_path is not None and target in ckpt_path.resolve().parents:
+        raise UserError(f"--out {out} holds the checkpoint being exported ({ckpt_path}); choose another --out.")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    found = sorted(p.name for p in out.iterdir())
+    if not overwrite:
         raise UserError(
             f"--out {out} is not empty ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}); pass --overwrite "
             "to replace its contents, or choose another --out."
+        )
+    refuse_unless_earlier_export(out)
+
+
+def refuse_unless_earlier_export(out: Path) -> None:
+    """--overwrite replaces an earlier export only: files, no folders, with an export's own files among them
+    (config.json + model.safetensors, or nanoGPT's ckpt.pt), and no run's checkpoints or run lock."""
+    from gpt_lightning.train.runlock import LOCK_NAME
+
+    entries = sorted(out.iterdir())
+    names = {p.name for p in entries}
+    run_files = [p.name for p in entries if p.suffix == ".ckpt" or p.name == LOCK_NAME]
+    if run_files:
+        raise UserError(
+            f"--out {out} holds a training run's files ({', '.join(run_files[:3])}), which --overwrite never replaces; "
+            "choose another --out."
+        )
+    folders = [p.name for p in entries if p.is_dir() or not p.is_file()]
+    is_export = {"config.json", "model.safetensors"} <= names or "ckpt.pt" in names
+    if folders or not is_export:
+        what = f"holds {', '.join(folders[:3])}, which no export writes" if folders else "holds no earlier export"
+        raise UserError(
+            f"--out {out} {what}; --overwrite only replaces an earlier export (config.json and model.safetensors, "
+            "or ckpt.pt): choose another --out."
         )
 
 
@@ -101,7 +140,7 @@ def replaced_folder(out: Path) -> Iterator[Path]:
     under the umask (safetensors writes 0600)."""
     out = out.resolve()
     tag = f"{os.getpid()}-{socket.gethostname()}"
-    staging, old = out.with_name(f".{out.name}.export-{tag}"), out.with_name(f".{out.name}.replaced-{tag}")
+    staging, old = out.with_name(f".{out.name}{EXPORT_MARK}{tag}"), out.with_name(f".{out.name}{REPLACED_MARK}{tag}")
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -117,6 +156,7 @@ def replaced_folder(out: Path) -> Iterator[Path]:
         for path in staging.iterdir():
             path.chmod(0o666 & ~umask)
         if out.exists():
+            refuse_unless_earlier_export(out)  # again: a `fit` may have started in it while this export ran
             os.rename(out, old)
             try:
                 os.rename(staging, out)

@@ -9,6 +9,7 @@ import difflib
 import importlib
 import inspect
 import logging
+import os
 import re
 import signal
 import sys
@@ -34,7 +35,7 @@ from gpt_lightning.train import resume
 from gpt_lightning.train.callbacks import LastCheckpoint, TextSampleCallback
 from gpt_lightning.train.fsdp import fsdp_strategy
 from gpt_lightning.train.hellaswag import HellaSwagEval
-from gpt_lightning.train.module import GPTLightningModule
+from gpt_lightning.train.module import GPTLightningModule, default_pad_vocab_multiple
 from gpt_lightning.train.runlock import RunLock, is_first_process
 from gpt_lightning.train.tensorboard import TensorBoardLayout
 from gpt_lightning.train.throughput import ThroughputLogger
@@ -140,7 +141,7 @@ class GPTLightningCLI(LightningCLI):
         self.resume_from = None  # (path, memory-mapped checkpoint) to check against the model once it is built
         if not subcommand:
             return
-        config = self.config[subcommand]
+        config = expand_home_in_paths(self.config[subcommand])
         ckpt_path = resume.resolve_ckpt_path(config.get("ckpt_path"), config.checkpoint.dirpath)
         if ckpt_path and Path(ckpt_path).is_file():
             self.resume_from = (ckpt_path, resume.load_checkpoint_meta(ckpt_path))
@@ -150,6 +151,7 @@ class GPTLightningCLI(LightningCLI):
             if defaults and (args is None or isinstance(args, list)):
                 parser.set_defaults({f"{subcommand}.{key}": value for key, value in defaults.items()})
                 self.config = parser.parse_args(args)
+                expand_home_in_paths(self.config[subcommand])
             if self.config[subcommand].model.get("init_from", "scratch") != "scratch":
                 # the checkpoint's weights replace any initial ones: do not load (or download) pretrained weights
                 self.config[subcommand].model.init_from = "scratch"
@@ -205,15 +207,36 @@ class GPTLightningCLI(LightningCLI):
         config = self.subcommand_config(self.config)
         if self.subcommand:
             config["ckpt_path"] = self.resolved_ckpt_path  # see parse_arguments
+            if config.get("weights_only") is False:
+                raise UserError(
+                    "--weights_only=false would let a checkpoint run code when it is read; drop it (a checkpoint "
+                    "written by `fit` holds tensors and plain values only)."
+                )
+            # Lightning reads the checkpoint again after read_checkpoint checked it: tensors only there too
+            config["weights_only"] = True
         trainer = config.trainer
         if trainer.precision is None and not has_precision_plugin(trainer.get("plugins")):
             trainer.precision = auto_precision(trainer.accelerator)  # bf16-mixed on a GPU, else 32-true
         if trainer.max_steps is not None and trainer.max_steps < -1:
             raise UserError(f"--trainer.max_steps must be -1 (no limit) or at least 0, got {trainer.max_steps}.")
-        if trainer.get("logger") is False:
+        if no_logger(trainer.get("logger")):
             # Lightning would write config.yaml into trainer.log_dir, which is the working directory without a
             # logger: a user's own config.yaml there would be replaced. The checkpoints hold the settings anyway.
             self.save_config_callback = None
+        if self.resume_from:  # the checkpoint's shapes against the model's, on the meta device, before it is built
+            path, ckpt = self.resume_from
+            theirs = ckpt.get("hyper_parameters") or {}
+            if theirs.get("vocab_size") is not None:  # (the data's vocabulary is compared once the model is built)
+                building = {
+                    **config.model.as_dict(),
+                    "block_size": config.data.block_size,
+                    "vocab_size": theirs["vocab_size"],
+                    "pad_vocab_multiple": config.model.get("pad_vocab_multiple")
+                    or theirs.get("pad_vocab_multiple")
+                    or default_pad_vocab_multiple(theirs.get("tokenizer")),
+                    "tokenizer": None,
+                }
+                resume.check_checkpoint_fits_before_building(path, ckpt, building)
         if self.subcommand == "fit" and not config.get("ckpt_path"):
             resume.refuse_to_overwrite_run(config.checkpoint.dirpath)  # early; again under the lock
         # the named step that may download and tokenize --data.source, before argument linking reads meta.json
@@ -255,7 +278,7 @@ class GPTLightningCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         # the Trainer knows its device now; only a flag, set before Lightning's tensor-core hint would print
         enable_tf32(trainer.strategy.root_device)
-        if trainer_config.get("logger") is False:
+        if no_logger(trainer_config.get("logger")):
             # the text samples need a logger; with logging off, leave them out
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, TextSampleCallback)]
         else:
@@ -269,6 +292,41 @@ class GPTLightningCLI(LightningCLI):
             # Lightning counts val_check_interval in batches; after the accumulation is known
             trainer.val_check_interval = config.val_every_n_steps * trainer.accumulate_grad_batches
         return trainer
+
+
+def no_logger(logger) -> bool:
+    """Whether --trainer.logger turns logging off: `false`, or an empty list (None means Lightning's default)."""
+    return logger is False or (isinstance(logger, (list, tuple)) and len(logger) == 0)
+
+
+def expand_home(value):
+    """`~/x` -> `$HOME/x` for a str or Path option; anything else as it is."""
+    if isinstance(value, (str, Path)) and str(value).startswith("~"):
+        return type(value)(os.path.expanduser(str(value))) if isinstance(value, str) else Path(value).expanduser()
+    return value
+
+
+def expand_home_in_paths(config):
+    """Expand `~` once in every path option, so that every writer gets the same folder: Lightning's ModelCheckpoint
+    expands it itself, and last.ckpt and run.lock would otherwise go to a literal `./~/...`. Relative paths stay
+    relative to the working folder, which every writer resolves them against. Returns the config."""
+    config["ckpt_path"] = expand_home(config.get("ckpt_path"))
+    for group, key in [
+        ("checkpoint", "dirpath"),
+        ("last_checkpoint", "dirpath"),
+        ("data", "data_dir"),
+        ("trainer", "default_root_dir"),
+        ("model", "init_from"),
+        ("eval", "hellaswag_path"),
+    ]:
+        if config.get(group) is not None and key in config[group]:
+            config[group][key] = expand_home(config[group][key])
+    loggers = config.trainer.get("logger") if config.get("trainer") is not None else None
+    for logger in loggers if isinstance(loggers, (list, tuple)) else [loggers]:
+        init_args = logger.get("init_args") if hasattr(logger, "get") else None
+        if init_args is not None and "save_dir" in init_args:
+            init_args["save_dir"] = expand_home(init_args["save_dir"])
+    return config
 
 
 def has_precision_plugin(plugins) -> bool:

@@ -9,6 +9,7 @@ to stderr, so `> out.txt` keeps only the text.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,6 +79,8 @@ def generate(
     if num_samples < 1:
         raise UserError(f"--num_samples must be at least 1, got {num_samples}.")
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, kv_cache=kv_cache, seed=seed)
+    # `~` expanded once, as for every path option (a hub name such as gpt2 is left as it is)
+    ckpt_path, meta, prompt_file = (os.path.expanduser(p) if p else p for p in (ckpt_path, meta, prompt_file))
     text = read_prompt(prompt, prompt_file)
     dev = resolve_device(device)
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import signal
@@ -31,6 +32,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from gpt_lightning.errors import UserError, disk_full_message, free_space
 from gpt_lightning.files import atomic_write
+from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.tokenizer import tokenizer_difference
 from gpt_lightning.weights.checkpoint import read_checkpoint
 from gpt_lightning.weights.state_dict import gpt_state_dict, shape_mismatches
@@ -168,9 +170,15 @@ def exit_at_once(signum: int, frame: Any) -> None:
 
 def resolve_ckpt_path(ckpt_path: Optional[str], checkpoint_dir: Optional[str]) -> Optional[str]:
     """`last` -> DIR/last.ckpt (None, with a note, when there is none yet: a first run under a requeue script);
-    a path must exist. Other special values (`best`, `hpc`) are left to Lightning."""
+    a path must exist. A URL and Lightning's other special values (`best`, `hpc`, `registry`) are refused: Lightning
+    would read them with full pickle, which can run code, and only a local file passes through read_checkpoint."""
     if ckpt_path is None:
         return None
+    if ckpt_path in ("best", "hpc", "registry") or "://" in ckpt_path:
+        raise UserError(
+            f"--ckpt_path {ckpt_path} is not a local checkpoint file; only a .ckpt file, a run's folder or `last` is "
+            "read (safely, tensors only): download a remote checkpoint first and pass its path."
+        )
     if ckpt_path == "last":
         if checkpoint_dir is None:
             return ckpt_path  # Lightning searches its default folders
@@ -179,8 +187,6 @@ def resolve_ckpt_path(ckpt_path: Optional[str], checkpoint_dir: Optional[str]) -
             return str(last)
         print(f"note: --ckpt_path last: no {last} yet, so this run starts from scratch.", file=sys.stderr)
         return None
-    if ckpt_path in ("best", "hpc", "registry") or "://" in ckpt_path:
-        return ckpt_path
     if Path(ckpt_path).is_dir():  # a run's folder means its last.ckpt, as for `generate` and `export`
         last = Path(ckpt_path) / "last.ckpt"
         if not last.is_file():
@@ -233,15 +239,30 @@ def check_checkpoint_fits(path: str, ckpt: dict, model: torch.nn.Module, hparams
         return
     old = ckpt.get("hyper_parameters", {})
     diffs = [f"{k}={old[k]} there, {hparams[k]} here" for k in ARCHITECTURE if k in old and old[k] != hparams.get(k)]
-    if not diffs:  # no hyperparameter explains it: name the first tensor that differs
-        diffs = [f"{k} missing there" for k in missing] + [f"{k} is not in this model" for k in unexpected] + wrong
-        diffs = diffs[:1]
     hint = (
         "train on data with the same vocabulary (data_dir)"
         if any(d.startswith("vocab_size=") for d in diffs)
         else "use the config it was trained with, or drop the options that change the architecture"
     )
+    if not diffs:  # no hyperparameter explains it: its weights are not what its own hyperparameters describe
+        diffs = [f"{k} missing there" for k in missing] + [f"{k} is not in this model" for k in unexpected] + wrong
+        diffs = diffs[:1]
+        hint = "its weights do not have the shapes its own hyperparameters describe, so it is corrupt or was edited"
     raise UserError(f"Checkpoint {path} does not fit this model ({'; '.join(diffs)}): {hint}.")
+
+
+def check_checkpoint_fits_before_building(path: str, ckpt: dict, hparams: dict) -> None:
+    """check_checkpoint_fits against a model built on the meta device (no memory) from the hyperparameters the
+    model is about to be built with: a checkpoint whose hyperparameters say n_embd=65536 while its weights do not
+    would otherwise allocate tens of GB before the check. Settings GPTConfig refuses are left to the module."""
+    fields = {f.name for f in dataclasses.fields(GPTConfig)}
+    try:
+        config = GPTConfig(**{k: v for k, v in hparams.items() if k in fields and v is not None})
+    except (TypeError, ValueError):
+        return
+    with torch.device("meta"):
+        model = GPT(config)
+    check_checkpoint_fits(path, ckpt, model, hparams)
 
 
 # ------------------------------------------------------------ a fresh run must not overwrite an earlier one

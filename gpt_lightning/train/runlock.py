@@ -12,9 +12,11 @@ folder with it.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import socket
+import stat
 import sys
 from pathlib import Path
 from typing import Optional
@@ -47,7 +49,7 @@ class RunLock:
             return self
         self.created = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = self.open_regular_file()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -72,6 +74,26 @@ class RunLock:
         self.fd = fd
         return self
 
+    def open_regular_file(self) -> int:
+        """Open (or create) run.lock itself: never through a symlink (the lock would truncate and overwrite the file
+        it points to, or create its target), and never a FIFO or device (a FIFO's open would wait for a writer)."""
+        refusal = UserError(
+            f"{self.path} is not a regular file (a symlink, FIFO or device); delete it, and `fit` writes its own lock "
+            "file there."
+        )
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
+            raise refusal
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+        except OSError as e:
+            if e.errno == errno.ELOOP:  # it became a symlink since the check
+                raise refusal from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise refusal
+        return fd
+
     def release(self) -> None:
         if self.fd is None:
             return
@@ -87,7 +109,7 @@ class RunLock:
         try:
             holder = json.loads(os.pread(fd, 65536, 0).decode() or "{}")
             return f"pid {holder['pid']} on {holder['host']}, started {holder['started']}: {holder['command']}"
-        except (ValueError, KeyError, OSError):
+        except (ValueError, KeyError, TypeError, OSError):  # not JSON, or JSON but not our dict ([1,2,3], null)
             return "its lock file does not say which"
 
 

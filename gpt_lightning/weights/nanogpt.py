@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import pickletools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from gpt_lightning.weights.formats import NANOGPT, choose_format
 from gpt_lightning.weights.state_dict import FOREIGN_BUFFERS, strip_wrapper_prefixes, unpad_token_rows
 
 META_PKL = "meta.pkl"
+MAX_META_PKL_BYTES = 1 << 20  # a character vocabulary's meta.pkl takes a few KB; a bigger one is not nanoGPT's
 GPT2_BPE_VOCAB = 50257  # nanoGPT assumes GPT-2's BPE without meta.pkl; a smaller vocabulary cannot be that
 GPT2_TOKENIZER = {"kind": "gpt2", "encoding": "gpt2"}
 # The fields of nanoGPT's GPTConfig: model_args must hold exactly these, or GPTConfig(**model_args) fails there.
@@ -62,15 +64,20 @@ class _ContainersOnly(pickle.Unpickler):
 
 
 def _check_plain(value: Any, path: Path) -> None:
-    """Refuse any type beyond the builtin containers, str and int (bool is an int)."""
-    stack = [value]
+    """Refuse any type beyond the builtin containers, str and int (bool is an int), and a container met twice: a
+    pickle can make a list that holds itself, or 60 levels of `b = [b, b]` (2**60 paths in 1 KB), which a walk
+    would never finish; nanoGPT's meta.pkl is a tree (its strings may be shared, its containers never are)."""
+    stack, seen = [value], set()
     while stack:
         v = stack.pop()
-        if isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple, set, frozenset)):
-            stack.extend(v)
+        if isinstance(v, (dict, list, tuple, set, frozenset)):
+            if v and id(v) in seen:  # (empty ones hold nothing, and `()` is one shared object)
+                raise UserError(
+                    f"{path} holds a container inside itself or twice over, which nanoGPT's meta.pkl never does: "
+                    "pass the meta.pkl that nanoGPT's data/<dataset>/prepare.py wrote."
+                )
+            seen.add(id(v))
+            stack.extend([*v.keys(), *v.values()] if isinstance(v, dict) else v)
         elif not isinstance(v, (str, int)):
             raise UserError(
                 f"{path} holds a {type(v).__name__}, which nanoGPT's meta.pkl never does; only dicts, lists, str and "
@@ -78,14 +85,34 @@ def _check_plain(value: Any, path: Path) -> None:
             )
 
 
+def _check_memo_indices(data: bytes) -> None:
+    """Raise ValueError for a memo index beyond the number of opcodes: the unpickler sizes its memo by the largest
+    index, so 9 bytes naming index 2**28 would take gigabytes before any error (a real pickle numbers its memo
+    entries 0, 1, 2, ...)."""
+    ops = 0
+    for opcode, arg, _ in pickletools.genops(data):
+        ops += 1
+        if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > ops:
+            raise ValueError(f"memo index {arg} in a {len(data)}-byte file")
+
+
 def read_meta_pkl(path: PathLike) -> dict:
-    """nanoGPT's meta.pkl ({vocab_size, itos, stoi}), checked; unpickled without running code."""
+    """nanoGPT's meta.pkl ({vocab_size, itos, stoi}), checked; unpickled without running code, and only when it
+    is a regular file of at most MAX_META_PKL_BYTES (a character vocabulary takes a few KB)."""
     path = Path(path)
     try:
+        if path.exists() and not path.is_file():
+            raise UserError(f"{path} is not a regular file; pass nanoGPT's data/<dataset>/meta.pkl.")
+        if path.stat().st_size > MAX_META_PKL_BYTES:
+            raise UserError(
+                f"{path} is {path.stat().st_size:,} bytes, far more than nanoGPT's meta.pkl of a character vocabulary "
+                f"(a few KB; at most {MAX_META_PKL_BYTES:,} are read): pass the meta.pkl nanoGPT's prepare.py wrote."
+            )
         data = path.read_bytes()
     except OSError as e:
         raise UserError(f"Could not read {path} ({type(e).__name__}); pass nanoGPT's data/<dataset>/meta.pkl.") from e
     try:
+        _check_memo_indices(data)
         meta = _ContainersOnly(io.BytesIO(data)).load()
     except Exception as e:  # a refused class, a truncated or foreign file: many exception types, one fix
         raise UserError(
@@ -98,16 +125,16 @@ def read_meta_pkl(path: PathLike) -> dict:
     vocab_size, itos, stoi = meta["vocab_size"], meta["itos"], meta["stoi"]
     if not isinstance(itos, dict) or not isinstance(stoi, dict) or set(itos) != set(range(len(itos))):
         raise UserError(f"{path}'s itos does not map the ids 0..N-1 to text; pass the meta.pkl of a nanoGPT dataset.")
-    if vocab_size != len(itos) or any(stoi.get(s) != i for i, s in itos.items()) or len(stoi) != len(itos):
-        raise UserError(
-            f"{path} is inconsistent (vocab_size {vocab_size}, {len(itos)} itos and {len(stoi)} stoi entries that "
-            "are not each other's inverse); prepare the dataset again with nanoGPT's prepare.py."
-        )
     long = next((s for s in itos.values() if not isinstance(s, str) or len(s) != 1), None)
     if long is not None:
         raise UserError(
             f"{path} maps a token to {long!r}, not to one character; only character vocabularies (as nanoGPT's "
             "shakespeare_char) are read from meta.pkl: prepare the text with `python -m gpt_lightning prepare`."
+        )
+    if vocab_size != len(itos) or any(stoi.get(s) != i for i, s in itos.items()) or len(stoi) != len(itos):
+        raise UserError(
+            f"{path} is inconsistent (vocab_size {vocab_size}, {len(itos)} itos and {len(stoi)} stoi entries that "
+            "are not each other's inverse); prepare the dataset again with nanoGPT's prepare.py."
         )
     return meta
 

@@ -226,6 +226,115 @@ def export_bin_with_non_tensors(root: Path) -> list[str]:
     return ["export", "--ckpt_path", "hf/pytorch_model.bin", "--out", "exported"]
 
 
+class CreatesMarker:
+    """Unpickling this runs `open(MARKER, "w")`: a stand-in for any code a crafted checkpoint could run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def evil_checkpoint(root: Path) -> Path:
+    """A real checkpoint with a payload beside its tensors; the test checks that root/MARKER never appears."""
+    import torch
+
+    checkpoint = torch.load(root / "out/ckpt/last.ckpt", weights_only=True)
+    checkpoint["payload"] = CreatesMarker(root / "MARKER")
+    torch.save(checkpoint, root / "evil.ckpt")
+    return root / "evil.ckpt"
+
+
+def ckpt_path_http(root: Path) -> list[str]:
+    return [*FIT, "--ckpt_path", "http://127.0.0.1:9/evil.ckpt"]
+
+
+def ckpt_path_file_url_weights_only_false(root: Path) -> list[str]:
+    return [*FIT, "--ckpt_path", evil_checkpoint(root).as_uri(), "--weights_only=false"]
+
+
+def ckpt_path_s3(root: Path) -> list[str]:
+    return ["validate", "--config", "tiny.yaml", "--ckpt_path", "s3://bucket/run/last.ckpt"]
+
+
+def ckpt_path_best(root: Path) -> list[str]:
+    return ["test", "--config", "tiny.yaml", "--ckpt_path", "best"]
+
+
+def evil_ckpt_weights_only_false(root: Path) -> list[str]:
+    evil_checkpoint(root)
+    return [*FIT, "--ckpt_path", "evil.ckpt", "--weights_only=false"]
+
+
+def evil_ckpt_weights_only_true(root: Path) -> list[str]:
+    evil_checkpoint(root)
+    return ["validate", "--config", "tiny.yaml", "--ckpt_path", "evil.ckpt", "--weights_only=true"]
+
+
+def export_overwrite_into_its_checkpoint_folder(root: Path) -> list[str]:
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "out/ckpt", "--overwrite"]
+
+
+def export_overwrite_into_the_run(root: Path) -> list[str]:
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "out", "--overwrite", "--format", "nanogpt"]
+
+
+def export_overwrite_into_the_working_folder(root: Path) -> list[str]:
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", ".", "--overwrite"]
+
+
+def export_overwrite_into_root(root: Path) -> list[str]:
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "/", "--overwrite"]
+
+
+def export_overwrite_into_another_runs_folder(root: Path) -> list[str]:
+    shutil.copy(root / "out/ckpt/last.ckpt", root / "source.ckpt")
+    return ["export", "--ckpt_path", "source.ckpt", "--out", "out/ckpt", "--overwrite"]
+
+
+def export_overwrite_into_a_running_fits_folder(root: Path) -> list[str]:
+    (root / "out/running").mkdir()
+    (root / "out/running/run.lock").write_text('{"pid": 1}')  # a fit that has not saved anything yet
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "out/running", "--overwrite"]
+
+
+def export_overwrite_into_a_folder_of_ones_own(root: Path) -> list[str]:
+    (root / "notes").mkdir()
+    (root / "notes/todo.txt").write_text("mine")
+    return ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "notes", "--overwrite"]
+
+
+def run_lock_is_a_symlink(root: Path) -> list[str]:
+    (root / "mine.txt").write_text("the user's own file")
+    (root / "out/linked").mkdir()
+    (root / "out/linked/run.lock").symlink_to(root / "mine.txt")
+    return [*FIT, "--checkpoint.dirpath", "out/linked"]
+
+
+def nanogpt_data_with_a_looping_meta_pkl(root: Path) -> list[str]:
+    import pickle
+
+    out = copy_data(root, "nano")
+    (out / "meta.json").unlink()  # bins and a meta.pkl: a nanoGPT data folder
+    nested: list = []
+    for _ in range(60):
+        nested = [nested, nested]  # 1 KB; a walk of all its 2**60 paths never ends
+    (out / "meta.pkl").write_bytes(pickle.dumps({"vocab_size": 1, "itos": {0: "a"}, "stoi": {"a": 0}, "x": nested}))
+    return [*FIT, "--data.data_dir", "data/nano", "--checkpoint.dirpath", "out/new"]
+
+
+def ckpt_hparams_say_a_huge_model(root: Path) -> list[str]:
+    """A checkpoint whose hyperparameters say n_embd=4096 (its weights are the tiny model's): with --ckpt_path and
+    no config they become the model's settings, and building it first would allocate about 2 GB."""
+    import torch
+
+    checkpoint = torch.load(root / "out/ckpt/last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["n_embd"] = 4096
+    torch.save(checkpoint, root / "huge.ckpt")
+    return ["fit", "--data.data_dir", "data/tiny", "--ckpt_path", "huge.ckpt", "--checkpoint.dirpath", "out/huge"]
+
+
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
     (bins_without_meta, "error: Data folder data/nometa was left half-written by a `prepare` that stopped"),
@@ -283,6 +392,31 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (init_from_corrupt_safetensors, "error: model.safetensors is not a readable .safetensors file"),
     (bin_with_non_tensors, "error: hf/pytorch_model.bin holds 'wte.weight', which is not a tensor"),
     (export_bin_with_non_tensors, "error: hf/pytorch_model.bin: The checkpoint has no hyper_parameters to rebuild"),
+    (ckpt_path_http, "error: --ckpt_path http://127.0.0.1:9/evil.ckpt is not a local checkpoint file; only a"),
+    (ckpt_path_file_url_weights_only_false, "evil.ckpt is not a local checkpoint file; only a .ckpt file"),
+    (ckpt_path_s3, "error: --ckpt_path s3://bucket/run/last.ckpt is not a local checkpoint file"),
+    (ckpt_path_best, "error: --ckpt_path best is not a local checkpoint file"),
+    (evil_ckpt_weights_only_false, "error: evil.ckpt holds Python objects beyond tensors, which could run code"),
+    (evil_ckpt_weights_only_true, "error: evil.ckpt holds Python objects beyond tensors, which could run code"),
+    (
+        export_overwrite_into_its_checkpoint_folder,
+        "error: --out out/ckpt holds the checkpoint being exported (out/ckpt/last.ckpt); choose another --out.",
+    ),
+    (export_overwrite_into_the_run, "error: --out out holds the checkpoint being exported (out/ckpt/last.ckpt)"),
+    (export_overwrite_into_the_working_folder, "error: --out . is the working folder or a folder above it"),
+    (export_overwrite_into_root, "error: --out / is the working folder or a folder above it"),
+    (
+        export_overwrite_into_another_runs_folder,
+        "error: --out out/ckpt holds a training run's files (best-step000002-val",
+    ),
+    (export_overwrite_into_a_running_fits_folder, "error: --out out/running holds a training run's files (run.lock)"),
+    (export_overwrite_into_a_folder_of_ones_own, "error: --out notes holds no earlier export; --overwrite only"),
+    (
+        ckpt_hparams_say_a_huge_model,
+        "error: Checkpoint huge.ckpt does not fit this model (transformer.wte.weight (14, 32) != (14, 4096)): its",
+    ),
+    (nanogpt_data_with_a_looping_meta_pkl, "error: data/nano/meta.pkl holds a container inside itself or twice over"),
+    (run_lock_is_a_symlink, "error: out/linked/run.lock is not a regular file (a symlink, FIFO or device)"),
 ]
 
 # Cases that fail on a value before anything is made: no log folder, no checkpoint folder, nothing new at all.
@@ -301,6 +435,21 @@ NOTHING_MADE = {
     export_into_earlier_export,
     init_from_other_characters,
     resume_on_other_characters,
+    ckpt_path_http,
+    ckpt_path_file_url_weights_only_false,
+    ckpt_path_s3,
+    ckpt_path_best,
+    evil_ckpt_weights_only_false,
+    evil_ckpt_weights_only_true,
+    export_overwrite_into_its_checkpoint_folder,
+    export_overwrite_into_the_run,
+    export_overwrite_into_the_working_folder,
+    export_overwrite_into_root,
+    export_overwrite_into_another_runs_folder,
+    export_overwrite_into_a_running_fits_folder,
+    export_overwrite_into_a_folder_of_ones_own,
+    ckpt_hparams_say_a_huge_model,
+    nanogpt_data_with_a_looping_meta_pkl,
 }
 
 
@@ -327,8 +476,22 @@ def test_bad_input(make_case, message, earlier_run, tmp_path, monkeypatch, capsy
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
     after = snapshot(root)
     assert {path: digest for path, digest in after.items() if path in before} == before  # nothing overwritten
+    assert not (root / "MARKER").exists()  # no checkpoint's code ran
     if make_case in NOTHING_MADE:
         assert set(root.rglob("*")) == paths_before  # no log folder, checkpoint folder or half-written data
+
+
+def test_a_checkpoint_is_checked_against_the_model_before_the_model_is_allocated(earlier_run, tmp_path, monkeypatch):
+    """The shapes are compared on the meta device: refusing the n_embd=4096 checkpoint costs no gigabytes."""
+    import resource
+
+    root = tmp_path / "run"
+    shutil.copytree(earlier_run, root)
+    monkeypatch.chdir(root)
+    args = ckpt_hparams_say_a_huge_model(root)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert run_cli_in_process(args) == 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 500_000  # KB; the model would take 2 GB
 
 
 def test_the_advice_of_the_refusal_works(earlier_run, tmp_path, monkeypatch):

@@ -54,8 +54,10 @@ def no_space_after(limit: int):
     [
         [*FIT, "--trainer.logger=false", "--trainer.max_steps=1", "--checkpoint.dirpath", "out/nolog"],
         ["validate", "--config", "tiny.yaml", "--trainer.logger=false", "--ckpt_path", "out/ckpt/last.ckpt"],
+        [*FIT, "--trainer.logger=[]", "--trainer.max_steps=1", "--checkpoint.dirpath", "out/nolog"],
+        ["validate", "--config", "tiny.yaml", "--trainer.logger=[]", "--ckpt_path", "out/ckpt/last.ckpt"],
     ],
-    ids=["fit", "validate"],
+    ids=["fit", "validate", "fit-empty-list", "validate-empty-list"],
 )
 def test_a_config_yaml_in_the_working_directory_survives_a_run_without_logger(root, args):
     mine = "# my own settings, written by hand\nmodel:\n  n_layer: 2\n"
@@ -72,7 +74,7 @@ def test_export_overwrite_replaces_an_earlier_export_whole_with_normal_file_mode
     try:
         earlier = root / "exported"
         earlier.mkdir()
-        for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "model.safetensors"):
+        for name in ("config.json", "vocab.json", "merges.txt", "tokenizer_config.json", "model.safetensors"):
             (earlier / name).write_text("an earlier GPT-2 export's file")
         args = ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "exported"]
         assert run_cli_in_process(args) == 2  # refused without --overwrite, nothing touched
@@ -137,3 +139,34 @@ def test_a_full_disk_while_saving_a_checkpoint_names_the_path_and_the_space_need
     assert "unexpected pos" not in err and "Traceback" not in err
     assert not list((root / "out/full").glob(".*.tmp-*"))  # the half-written temporary is gone
     assert not (root / "out/full/last.ckpt").exists()
+
+
+# ---------------------------------------------------------------- `~` in a path option
+
+
+@pytest.mark.slow
+def test_a_checkpoint_folder_under_home_gets_every_file_and_resumes_from_another_folder(root, tmp_path, monkeypatch):
+    """last.ckpt and run.lock go where Lightning puts the best checkpoint ($HOME/runs/x, not a literal ./~/runs/x),
+    and `--ckpt_path last` finds them from another working folder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    args = [*FIT, "--checkpoint.dirpath=~/runs/x", "--trainer.logger=false"]
+    assert run_cli_in_process([*args, "--trainer.max_steps=1"]) == 0
+    folder = tmp_path / "home" / "runs" / "x"
+    assert {"last.ckpt", "run.lock"} <= {p.name for p in folder.iterdir()}
+    assert any(p.name.startswith("best-") for p in folder.iterdir())
+    assert not (root / "~").exists()
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(root, elsewhere, ignore=shutil.ignore_patterns("out"))
+    monkeypatch.chdir(elsewhere)
+    assert run_cli_in_process([*args, "--trainer.max_steps=2", "--ckpt_path", "last"]) == 0
+    import torch
+
+    assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_export_and_generate_expand_home(root, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    shutil.copytree(root / "out" / "ckpt", tmp_path / "home" / "ckpt")
+    assert run_cli_in_process(["export", "--ckpt_path", "~/ckpt/last.ckpt", "--out", "~/exported"]) == 0
+    assert (tmp_path / "home" / "exported" / "model.safetensors").is_file() and not (root / "~").exists()
+    assert run_cli_in_process(["generate", "--ckpt_path", "~/ckpt", "--max_new_tokens", "2", "--prompt", "a"]) == 0

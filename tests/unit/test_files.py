@@ -106,3 +106,16 @@ def test_every_writer_uses_the_one_temporary_name(tmp_path, monkeypatch):
         assert tokenizer.seed_tiktoken_cache()
         cached = sorted((tmp_path / "cache").iterdir())
         assert len(cached) == 2 and sorted(opened[-2:]) == sorted(files.temporary_path(p).name for p in cached)
+
+
+def test_cleaner_removes_a_killed_exports_staging_folder_and_puts_back_the_export_it_swapped_out(tmp_path):
+    host = socket.gethostname()
+    staging = tmp_path / f".exported{files.EXPORT_MARK}{dead_pid()}-{host}"
+    swapped_out = tmp_path / f".exported{files.REPLACED_MARK}{dead_pid()}-{host}"  # killed between the two renames
+    running = tmp_path / f".other{files.EXPORT_MARK}{os.getpid()}-{host}"
+    for folder in (staging, swapped_out, running):
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+    files.remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["exported", running.name])
+    assert (tmp_path / "exported" / "config.json").read_text() == "{}"

@@ -131,6 +131,38 @@ def test_meta_pkl_refuses_anything_but_containers_str_and_int(tmp_path, value):
     assert "\n" not in str(e.value)
 
 
+def looping_meta_pkls() -> dict[str, bytes]:
+    """meta.pkl files that made every command that reads one spin or swell (issue 23)."""
+    loop: list = []
+    loop.append(loop)
+    nested: list = []
+    for _ in range(60):
+        nested = [nested, nested]  # 60 levels, 2**60 paths, about 1 KB pickled
+    return {
+        "a list that holds itself": pickle.dumps({"vocab_size": 1, "itos": {0: "a"}, "stoi": {"a": 0}, "x": loop}),
+        "b = [b, b] 60 deep": pickle.dumps({"vocab_size": 1, "itos": {0: "a"}, "stoi": {"a": 0}, "x": nested}),
+        "a dict that holds itself as itos": b"}q\x00(X\x04\x00\x00\x00itosq\x00h\x00u.",
+        "memo index 2**28 (9 bytes)": b"\x80\x02]r\x00\x00\x00\x10.",
+        "2 MB": pickle.dumps({"vocab_size": 1, "itos": {0: "a"}, "stoi": {"a": 0}, "x": "y" * (2 << 20)}),
+    }
+
+
+@pytest.mark.parametrize("name", list(looping_meta_pkls()))
+def test_a_looping_or_swollen_meta_pkl_is_refused_at_once_in_one_sentence(tmp_path, name):
+    import resource
+    import time
+
+    path = tmp_path / "meta.pkl"
+    path.write_bytes(looping_meta_pkls()[name])
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with pytest.raises(UserError) as e:
+        read_meta_pkl(path)
+    assert time.perf_counter() - start < 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 200_000  # KB: no gigabyte memo
+    assert "\n" not in str(e.value) and str(e.value).startswith(str(path))
+
+
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_meta_pkl_of_every_protocol_reads(tmp_path, protocol):
     meta = {"vocab_size": len(CHARS), "itos": dict(enumerate(CHARS)), "stoi": {c: i for i, c in enumerate(CHARS)}}

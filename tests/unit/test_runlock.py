@@ -43,3 +43,31 @@ def test_only_the_first_process_of_a_run_takes_it(monkeypatch):
     assert is_first_process()
     monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP rank started by Lightning's launcher
     assert not is_first_process()
+
+
+@pytest.mark.parametrize("kind", ["symlink to a file", "dangling symlink", "fifo", "folder"])
+def test_a_run_lock_that_is_not_a_regular_file_is_refused_and_nothing_is_written(tmp_path, kind):
+    folder, target = tmp_path / "ckpt", tmp_path / "mine.txt"
+    folder.mkdir()
+    lock = folder / LOCK_NAME
+    if kind == "symlink to a file":
+        target.write_text("the user's file")
+        lock.symlink_to(target)
+    elif kind == "dangling symlink":
+        lock.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(lock)
+    else:
+        lock.mkdir()
+    with pytest.raises(UserError, match=r"run.lock is not a regular file \(a symlink, FIFO or device\); delete it"):
+        RunLock(folder).acquire()
+    assert (target.read_text() == "the user's file") if kind == "symlink to a file" else not target.exists()
+
+
+@pytest.mark.parametrize("junk", ["[1,2,3]", '"hello"', "null", "{nope", "\xff"])
+def test_a_held_lock_whose_file_holds_junk_is_still_one_sentence(tmp_path, junk):
+    first = RunLock(tmp_path).acquire()
+    (tmp_path / LOCK_NAME).write_text(junk, encoding="latin-1")  # the same inode: the flock stays held
+    with pytest.raises(UserError, match=r"is in use by another run \(its lock file does not say which\)"):
+        RunLock(tmp_path).acquire()
+    first.release()
