@@ -35,10 +35,11 @@ from gpt_lightning.train import resume
 from gpt_lightning.train.callbacks import LastCheckpoint, TextSampleCallback
 from gpt_lightning.train.fsdp import fsdp_strategy
 from gpt_lightning.train.hellaswag import HellaSwagEval
-from gpt_lightning.train.module import GPTLightningModule, default_pad_vocab_multiple
+from gpt_lightning.train.module import GPTLightningModule
 from gpt_lightning.train.runlock import RunLock, is_first_process
 from gpt_lightning.train.tensorboard import TensorBoardLayout
 from gpt_lightning.train.throughput import ThroughputLogger
+from gpt_lightning.weights.load import default_pad_vocab_multiple
 
 # The validation dataset has a length so progress bars know their total; it is not split over workers, so
 # Lightning's warning about lengths with several workers does not apply.
