@@ -25,13 +25,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from gpt_lightning.cli import LIGHTNING_SUBCOMMANDS
+from gpt_lightning.cli import LIGHTNING_SUBCOMMANDS, fit_checkpoints
 from gpt_lightning.data.datamodule import TokenBinDataModule, prepare_if_missing
 from gpt_lightning.data.sampling import EpochMonitor
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import remove_stale_temporaries
 from gpt_lightning.hardware import auto_precision, enable_tf32
-from gpt_lightning.train import resume
+from gpt_lightning.train import safety
 from gpt_lightning.train.callbacks import LastCheckpoint, TextSampleCallback
 from gpt_lightning.train.fsdp import fsdp_strategy
 from gpt_lightning.train.hellaswag import HellaSwagEval
@@ -123,9 +123,9 @@ class GPTLightningCLI(LightningCLI):
 
     def before_validate(self) -> None:
         # Ctrl-C: one line and status 130 (Lightning turns a KeyboardInterrupt into status 1); nothing to save.
-        # `fit` has its own handler (train/resume.py: StopRequest), which saves first.
+        # `fit` has its own handler (train/safety.py: StopRequest), which saves first.
         if threading.current_thread() is threading.main_thread():
-            self.previous_sigint = signal.signal(signal.SIGINT, resume.exit_at_once)
+            self.previous_sigint = signal.signal(signal.SIGINT, safety.exit_at_once)
 
     before_test = before_predict = before_validate
 
@@ -143,12 +143,12 @@ class GPTLightningCLI(LightningCLI):
         if not subcommand:
             return
         config = expand_home_in_paths(self.config[subcommand])
-        ckpt_path = resume.resolve_ckpt_path(config.get("ckpt_path"), config.checkpoint.dirpath)
+        ckpt_path = fit_checkpoints.resolve_ckpt_path(config.get("ckpt_path"), config.checkpoint.dirpath)
         if ckpt_path and Path(ckpt_path).is_file():
-            self.resume_from = (ckpt_path, resume.load_checkpoint_meta(ckpt_path))
+            self.resume_from = (ckpt_path, fit_checkpoints.load_checkpoint_meta(ckpt_path))
             hparams = self.resume_from[1].get("hyper_parameters", {})
             known = set(inspect.signature(GPTLightningModule.__init__).parameters) - {"self"}
-            defaults = resume.checkpoint_hparams_as_defaults(hparams, known)
+            defaults = fit_checkpoints.checkpoint_hparams_as_defaults(hparams, known)
             if defaults and (args is None or isinstance(args, list)):
                 parser.set_defaults({f"{subcommand}.{key}": value for key, value in defaults.items()})
                 self.config = parser.parse_args(args)
@@ -237,9 +237,9 @@ class GPTLightningCLI(LightningCLI):
                     or default_pad_vocab_multiple(theirs.get("tokenizer")),
                     "tokenizer": None,
                 }
-                resume.check_checkpoint_fits_before_building(path, ckpt, building)
+                fit_checkpoints.check_checkpoint_fits_before_building(path, ckpt, building, self.subcommand == "fit")
         if self.subcommand == "fit" and not config.get("ckpt_path"):
-            resume.refuse_to_overwrite_run(config.checkpoint.dirpath)  # early; again under the lock
+            fit_checkpoints.refuse_to_overwrite_run(config.checkpoint.dirpath)  # early; again under the lock
         # the named step that may download and tokenize --data.source, before argument linking reads meta.json
         prepare_if_missing(config.data.data_dir, config.data.source, config.data.tokenizer)
 
@@ -247,7 +247,9 @@ class GPTLightningCLI(LightningCLI):
         super().after_instantiate_classes()
         if self.resume_from:
             path, ckpt = self.resume_from
-            resume.check_checkpoint_fits(path, ckpt, self.model, dict(self.model.hparams))
+            fit_checkpoints.check_checkpoint_fits(
+                path, ckpt, self.model, dict(self.model.hparams), self.subcommand == "fit"
+            )
             self.resume_from = None  # the mmap'ed checkpoint is not needed any more
         dirpath = self.config.fit.checkpoint.dirpath if self.subcommand == "fit" else None
         if dirpath and self.runs_now and is_first_process():
@@ -255,7 +257,7 @@ class GPTLightningCLI(LightningCLI):
             # race-free under it (train/runlock.py)
             self.run_lock = RunLock(dirpath).acquire()
             if not self.config.fit.get("ckpt_path"):
-                resume.refuse_to_overwrite_run(dirpath)
+                fit_checkpoints.refuse_to_overwrite_run(dirpath)
         if dirpath:
             remove_stale_temporaries(dirpath)  # of a run killed while saving
 
@@ -265,7 +267,7 @@ class GPTLightningCLI(LightningCLI):
         if config.trainer.strategy == "fsdp" and "strategy" not in kwargs:
             kwargs["strategy"] = fsdp_strategy()
         # checkpoints are written atomically, unless the user configured a CheckpointIO of their own
-        kwargs = {"plugins": resume.with_atomic_checkpoint_io(trainer_config.get("plugins")), **kwargs}
+        kwargs = {"plugins": safety.with_atomic_checkpoint_io(trainer_config.get("plugins")), **kwargs}
         # Lightning's default progress bar is Rich's when `rich` happens to be installed, redrawn every batch
         # (on a near-zero-compute model, ~0.5-1 ms per step more than no bar). Ours is TQDM's, redrawn every
         # 10 batches: the same bar whatever is installed, and fewer redraws. A progress bar given in

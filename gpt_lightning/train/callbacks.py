@@ -12,7 +12,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from gpt_lightning.tokenizer import tokenizer_from_meta
-from gpt_lightning.train.resume import StopRequest, TrainingInterrupted
+from gpt_lightning.train.safety import StopRequest, TrainingInterrupted
 
 
 class LastCheckpoint(L.Callback):

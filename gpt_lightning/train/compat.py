@@ -17,7 +17,7 @@ ones here, each with the version it was written for and the upstream reason):
 - `ModelCheckpoint._save_last_checkpoint` / `_monitor_candidates` / `_last_global_step_saved`: LastCheckpoint
   is a plain Callback that calls the public `Trainer.save_checkpoint`.
 - the scheduler's `_last_lr` (set after re-basing the LR on resume): the scheduler is rebuilt with the public
-  `last_epoch` argument instead (train/resume.py).
+  `last_epoch` argument instead (train/optimizers.py: use_settings_given_now).
 - the optimizer's `_step_supports_amp_scaling` (Lightning's test for "unscales itself"): `optimizer.defaults`
   ["fused"], which is what sets it for AdamW.
 - `LightningModule._trainer` (a Trainer or None): `attached_trainer` below.

@@ -128,7 +128,7 @@ def test_checkpoint_hyperparameters_are_defaults(tmp_path, monkeypatch, data_roo
 
 
 def test_atomic_checkpoint_io_keeps_old_file_when_a_save_fails(tmp_path, monkeypatch):
-    from gpt_lightning.train.resume import AtomicCheckpointIO
+    from gpt_lightning.train.safety import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"
@@ -170,7 +170,7 @@ def test_cli_installs_atomic_checkpoint_io_unless_user_has_one(tmp_path, monkeyp
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
     from gpt_lightning.cli.fit import GPTLightningCLI
-    from gpt_lightning.train.resume import AtomicCheckpointIO
+    from gpt_lightning.train.safety import AtomicCheckpointIO
 
     monkeypatch.chdir(new_root(tmp_path, data_root))
     args = ["--config", "tiny.yaml"]

@@ -123,8 +123,9 @@ def test_fused_flag_is_what_lightning_calls_self_unscaling(fused):
 
 
 def test_lambda_lr_rebuilt_at_a_step_continues_the_schedule():
-    """train/resume.py rebuilds the LambdaLR at the restored step (public last_epoch argument) instead of
-    setting its _last_lr: the LR, get_last_lr() and later steps must equal an uninterrupted schedule's."""
+    """train/optimizers.py (use_settings_given_now) rebuilds the LambdaLR at the restored step (public last_epoch
+    argument) instead of setting its _last_lr: the LR, get_last_lr() and later steps must equal an uninterrupted
+    schedule's."""
 
     def factor(step: int) -> float:
         return 1.0 / (step + 1)
@@ -141,7 +142,10 @@ def test_lambda_lr_rebuilt_at_a_step_continues_the_schedule():
     for group in opt.param_groups:
         group["initial_lr"] = 0.1
     rebuilt = torch.optim.lr_scheduler.LambdaLR(opt, [factor], last_epoch=straight.last_epoch - 1)
-    message = "torch's LambdaLR(last_epoch=k - 1) no longer resumes a schedule at step k: see train/resume.py"
+    message = (
+        "torch's LambdaLR(last_epoch=k - 1) no longer resumes a schedule at step k: see train/optimizers.py "
+        "use_settings_given_now"
+    )
     assert rebuilt.last_epoch == straight.last_epoch, message
     assert rebuilt.get_last_lr() == straight.get_last_lr() == [g["lr"] for g in opt.param_groups], message
     opt.step()

@@ -73,7 +73,7 @@ def test_every_writer_uses_the_one_temporary_name(tmp_path, monkeypatch):
     """A download, tiktoken's cache and a checkpoint all go through atomic_write (one temp-name scheme)."""
     import torch
 
-    from gpt_lightning.train.resume import AtomicCheckpointIO
+    from gpt_lightning.train.safety import AtomicCheckpointIO
 
     opened = []
     real = files.AtomicFile.__init__
