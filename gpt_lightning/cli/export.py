@@ -45,35 +45,21 @@ def export(
         overwrite: replace what a non-empty --out holds (an earlier export); without it such a folder is refused.
             The new export is built beside it and swapped in whole, so a failed export leaves the old one intact.
     """
-    from gpt_lightning.weights.checkpoint import (
-        checkpoint_tokenizer,
-        config_from_checkpoint,
-        read_checkpoint,
-    )
+    from gpt_lightning.weights.checkpoint import read_gpt_checkpoint
     from gpt_lightning.weights.formats import NANOGPT, choose_format
     from gpt_lightning.weights.hf import HF_FORMATS
     from gpt_lightning.weights.nanogpt import check_nanogpt_schedule
-    from gpt_lightning.weights.state_dict import gpt_state_dict
 
     out, ckpt_path = Path(out).expanduser(), Path(ckpt_path).expanduser()
     meta = Path(meta).expanduser() if meta is not None else None
     check_out_folder(out, overwrite, ckpt_path)
     if out.parent.is_dir():
         remove_stale_temporaries(out.parent)  # an export killed half-way (an earlier export it swapped out goes back)
-    checkpoint = read_checkpoint(ckpt_path)
-    try:
-        config = config_from_checkpoint(checkpoint)
-    except UserError as e:  # say which file
-        raise UserError(f"{ckpt_path}: {e}") from e
+    config, sd, tokenizer, checkpoint = read_gpt_checkpoint(ckpt_path, meta, tokenizer_required=False)
     formats = HF_FORMATS if format == "hf" else [NANOGPT]
     choose_format(config, formats, f"--format {format}")  # before anything is written: one sentence if it cannot
     if format == "nanogpt":
         check_nanogpt_schedule(checkpoint.get("hyper_parameters") or {})
-    raw = checkpoint.get("state_dict") or checkpoint.get("model")
-    if not isinstance(raw, dict):
-        raise UserError(f"Checkpoint {ckpt_path} has no model weights (no state_dict); pass a .ckpt written by `fit`.")
-    sd = gpt_state_dict(raw)
-    tokenizer = checkpoint_tokenizer(ckpt_path, checkpoint, config.vocab_size, meta)
     with replaced_folder(out) as staging:
         if format == "hf":
             from gpt_lightning.weights.hf import export_model
@@ -185,13 +171,8 @@ def export_nanogpt(
     import torch
 
     from gpt_lightning.files import atomic_write
-    from gpt_lightning.weights.nanogpt import (
-        SCHEDULE_SETTINGS,
-        is_nanogpt_checkpoint,
-        to_nanogpt_checkpoint,
-        tokenizer_from_meta_pkl,
-        write_meta_pkl,
-    )
+    from gpt_lightning.meta_pkl import tokenizer_from_meta_pkl, write_meta_pkl
+    from gpt_lightning.weights.nanogpt import SCHEDULE_SETTINGS, is_nanogpt_checkpoint, to_nanogpt_checkpoint
     from gpt_lightning.weights.state_dict import check_state_dict
 
     sd = check_state_dict(sd, config, f"The weights in {ckpt_path}")

@@ -22,7 +22,7 @@ import torch
 from gpt_lightning.errors import UserError
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.tokenizer import tokenizer_difference
-from gpt_lightning.weights.checkpoint import read_checkpoint
+from gpt_lightning.weights.safe_load import read_checkpoint
 from gpt_lightning.weights.state_dict import gpt_state_dict, shape_mismatches
 
 # Model hyperparameters that the CLI links from the data; a checkpoint's values must not be used as defaults

@@ -12,7 +12,7 @@ from pathlib import Path
 from gpt_lightning.data.bins import META_FILE, SPLITS, split_path
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import TMP_MARK
-from gpt_lightning.weights.nanogpt import GPT2_BPE_VOCAB, GPT2_TOKENIZER, META_PKL, PathLike, tokenizer_from_meta_pkl
+from gpt_lightning.meta_pkl import GPT2_BPE_VOCAB, GPT2_TOKENIZER, META_PKL, PathLike, tokenizer_from_meta_pkl
 
 
 def is_nanogpt_data_folder(data_dir: PathLike) -> bool:

@@ -28,8 +28,8 @@ import torch
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import atomic_path, atomic_write, copy_file
 from gpt_lightning.model import GPTConfig
-from gpt_lightning.weights.checkpoint import read_checkpoint
 from gpt_lightning.weights.formats import HF_GPT2
+from gpt_lightning.weights.safe_load import read_checkpoint
 from gpt_lightning.weights.state_dict import (
     FOREIGN_BUFFERS,
     check_state_dict,

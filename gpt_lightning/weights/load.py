@@ -15,14 +15,11 @@ from gpt_lightning.errors import UserError
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.tokenizer import Tokenizer, compact_tokenizer_meta, tokenizer_difference, tokenizer_from_meta
 from gpt_lightning.weights.checkpoint import (
-    checkpoint_tokenizer,
-    config_from_checkpoint,
-    read_checkpoint,
     read_gpt_checkpoint,
 )
 from gpt_lightning.weights.hf import load_pretrained
 from gpt_lightning.weights.nanogpt import NanoGPTRun, is_nanogpt_checkpoint, nanogpt_run
-from gpt_lightning.weights.state_dict import build_model, check_state_dict, gpt_state_dict, pad_token_rows
+from gpt_lightning.weights.state_dict import build_model, check_state_dict, pad_token_rows
 
 
 def is_lightning_checkpoint(path: Union[str, Path]) -> bool:
@@ -42,7 +39,7 @@ def load_checkpoint_model(
     nanoGPT checkpoint, which is otherwise looked for as nanoGPT's sample.py does (weights/nanogpt.py).
     Raises UserError for a missing, unreadable or mismatched file."""
     if is_lightning_checkpoint(path):
-        config, state_dict, meta = read_gpt_checkpoint(path, meta, tokenizer_required=True)
+        config, state_dict, meta, _ = read_gpt_checkpoint(path, meta, tokenizer_required=True)
     else:
         if meta is not None:
             raise UserError(f"--meta applies to nanoGPT's ckpt.pt only, not to {path}; drop --meta.")
@@ -65,12 +62,7 @@ def load_init_weights(
                 "leave it unset."
             )
         return (*load_pretrained(init_from), None)
-    checkpoint = read_checkpoint(init_from)
-    config = config_from_checkpoint(checkpoint)
-    raw = checkpoint.get("state_dict") or checkpoint.get("model")
-    if not isinstance(raw, dict):
-        raise UserError(f"{init_from} has no model weights; pass nanoGPT's ckpt.pt or a .ckpt written by `fit`.")
-    tokenizer = checkpoint_tokenizer(init_from, checkpoint, config.vocab_size, required=False)
+    config, sd, tokenizer, checkpoint = read_gpt_checkpoint(init_from)
     run = None
     if continue_run:
         if not is_nanogpt_checkpoint(checkpoint):
@@ -79,7 +71,7 @@ def load_init_weights(
                 "continue it with --ckpt_path instead."
             )
         run = nanogpt_run(checkpoint, init_from)
-    return config, gpt_state_dict(raw), tokenizer, run
+    return config, sd, tokenizer, run
 
 
 # ---------------------------------------------------------------- the model a training run starts from

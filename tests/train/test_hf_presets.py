@@ -85,7 +85,7 @@ def test_finetune_preset_compiled_then_export_and_generate(gpt2_run, tmp_path, m
     # an older file with wrapper prefixes (torch.compile(model), DDP) still loads and exports
     ckpt["state_dict"] = {k.replace("model.", "model._orig_mod.module.", 1): v for k, v in ckpt["state_dict"].items()}
     torch.save(ckpt, tmp_path / "old.ckpt")
-    config, sd, tokenizer = read_gpt_checkpoint(tmp_path / "old.ckpt")
+    config, sd, tokenizer, _ = read_gpt_checkpoint(tmp_path / "old.ckpt")
     assert "transformer.wte.weight" in sd and tokenizer["kind"] == "gpt2"
     module = GPTLightningModule.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")
     ours = our_logits(module.model.eval(), idx)  # 50304 columns: GPT-2's 50257 padded on import, the rest -inf

@@ -27,10 +27,10 @@ from gpt_lightning.cli.export import export
 from gpt_lightning.cli.generate import generate
 from gpt_lightning.data.datamodule import TokenBinDataModule
 from gpt_lightning.errors import UserError
+from gpt_lightning.meta_pkl import read_meta_pkl
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.train.module import GPTLightningModule
 from gpt_lightning.weights.load import load_checkpoint_model
-from gpt_lightning.weights.nanogpt import read_meta_pkl
 
 # ------------------------------------------------------------------ greedy output equals sample.py --top_k=1
 
