@@ -125,8 +125,19 @@ def every_path(tmp_path: Path, data_root: Path, overrides: dict) -> None:
 
 @pytest.mark.slow  # five fits per option
 @pytest.mark.parametrize("option", sorted(OPTION_VALUES))
-def test_every_path_with_option(option, tmp_path, data_root):
+def test_every_path_with_option(option, tmp_path, data_root, capsys):
+    from gpt_lightning.cli.fit_checkpoints import MAY_CHANGE
+    from gpt_lightning.model import GPTConfig
+
     every_path(tmp_path, data_root, overrides_for(option, OPTION_VALUES[option]))
+    if option in MAY_CHANGE:
+        return
+    # resuming or validating the checkpoint with the option at another value is refused, also when shapes agree
+    default = {f.name: f.default for f in dataclasses.fields(GPTConfig)}[option]
+    args = ["--config", "tiny.yaml", "--ckpt_path", "last", f"--model.{option}={default}"]
+    capsys.readouterr()
+    assert run_cli_in(tmp_path / "resumed", ["validate", *args]) == 2
+    assert f"{option}={OPTION_VALUES[option]} there, {default} here" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # five fits
