@@ -68,6 +68,18 @@ def test_the_module_takes_every_field_as_an_option():
     assert module.hparams.bias is False and module.hparams.learning_rate == OptimizerSettings().learning_rate
 
 
+@pytest.mark.parametrize("option", sorted(OPTION_VALUES))
+def test_parameter_and_flop_counts_follow_every_option(option):
+    """num_params (and so MFU's FLOPs per token) counts exactly the tensors the model has, for every option."""
+    from gpt_lightning.model import GPT, GPTConfig, flops_per_token, num_params
+
+    config = GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32, **{option: OPTION_VALUES[option]})
+    model = GPT(config)
+    assert num_params(config, non_embedding=False) == sum(p.numel() for p in model.parameters())
+    assert num_params(config) == model.get_num_params() <= num_params(config, non_embedding=False)
+    assert flops_per_token(config) > 6 * num_params(config)
+
+
 def overrides_for(option: str, value) -> dict:
     return {f"model.{option}": value}
 
