@@ -191,6 +191,7 @@ def test_evaluate_runs_local_tasks_through_the_harness(files, tmp_path, capsys, 
     assert len(saved["samples"]["tiny_mc"]) == len(QUESTIONS)
 
 
+@pytest.mark.slow  # the harness indexes its ~15,000 task YAMLs (~20 s on 2 cores)
 def test_a_task_that_is_neither_built_in_nor_known_is_one_line(files, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", "--ckpt_path", str(files[0]), "--tasks", "no_such_task_xyz"])
