@@ -99,7 +99,10 @@ def test_fit_logs_hellaswag_at_optimizer_steps(gpt2_data, examples_file, tmp_pat
     acc, acc_norm = final_model_score(tmp_path / "ckpt" / "last.ckpt", path, protocol)
     assert scalars["eval/hellaswag_acc"][-1][1] == pytest.approx(acc, abs=1e-6)
     assert scalars["eval/hellaswag_acc_norm"][-1][1] == pytest.approx(acc_norm, abs=1e-6)
-    assert f"step 5: hellaswag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({len(EXAMPLES)} examples, {protocol} protocol" in out
+    assert (
+        f"step 5: hellaswag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({len(EXAMPLES)} examples, {protocol} protocol"
+        in out
+    )
 
 
 def test_fit_skips_hellaswag_for_a_char_model_with_a_note(char_data, examples_file, tmp_path, caplog):
@@ -138,7 +141,7 @@ def test_two_ddp_ranks_reduce_the_counts_exactly(gpt2_data, examples_file, tmp_p
     proc = run_cli_subprocess(["fit", *args], cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     scalars = tensorboard_scalars(tmp_path / "lightning_logs" / "version_0")
-    acc, acc_norm = final_model_score(tmp_path / "ckpt" / "last.ckpt", path, protocol)
+    acc, acc_norm = final_model_score(tmp_path / "ckpt" / "last.ckpt", path)
     assert scalars["eval/hellaswag_acc"] == [(2, pytest.approx(acc, abs=1e-6))]
     assert scalars["eval/hellaswag_acc_norm"] == [(2, pytest.approx(acc_norm, abs=1e-6))]
     assert f"({len(EXAMPLES)} examples, " in proc.stdout + proc.stderr  # the reduced count, not a rank's share
