@@ -106,7 +106,7 @@ def evaluate(
         )
     if rows:
         print(format_table(rows))
-        print(f"hellaswag: {hellaswag.PROTOCOL_NOTES[protocol]}")
+        print(hellaswag.PROTOCOL_NOTES[protocol])
     results = None
     if harness:
         start = time.perf_counter()

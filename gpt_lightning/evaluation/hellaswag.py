@@ -51,10 +51,10 @@ Protocol = Literal["completion", "lm-eval"]
 PROTOCOLS: tuple[str, ...] = ("completion", "lm-eval")
 # what each protocol's acc and acc_norm are, printed under the numbers
 PROTOCOL_NOTES = {
-    "completion": "completion protocol (build-nanogpt, llm.c): raw ctx, ' ' + ending; acc: highest sum of the "
-    "ending's token log-probabilities; acc_norm: highest mean per ending token",
-    "lm-eval": "lm-eval protocol (lm-evaluation-harness's hellaswag task): 'activity_label: ctx_a Ctx_b', brackets "
-    "removed; acc: highest sum of the ending's token log-probabilities; acc_norm: highest sum per character",
+    "completion": "hellaswag protocol completion (build-nanogpt, llm.c; raw ctx): acc = highest sum of the ending's "
+    "log-probabilities, acc_norm = highest mean per token",
+    "lm-eval": "hellaswag protocol lm-eval (lm-evaluation-harness's hellaswag task): acc = highest sum of the ending's "
+    "log-probabilities, acc_norm = highest sum per character",
 }
 
 
