@@ -175,20 +175,25 @@ def test_the_backend_is_registered_by_name(files):
     assert (lm.batch_size, lm.max_length, lm.eot_token_id) == (2, BLOCK, 50256)
 
 
-@pytest.mark.slow  # one harness run through the command (~8 s on 2 cores)
-def test_evaluate_runs_local_tasks_through_the_harness(files, tmp_path, capsys, monkeypatch):
-    ckpt, _, tasks = files
-    out = tmp_path / "results.json"
-    args = ["evaluate", "--ckpt_path", str(ckpt), "--tasks", "tiny_mc,tiny_gen", "--include_path", str(tasks)]
-    main([*args, "--device", "cpu", "--output_path", str(out), "--progress", "false"])
-    lines = capsys.readouterr().out.splitlines()
-    saved = json.loads(out.read_text())
-    for task in ("tiny_mc", "tiny_gen"):
-        line = next(line for line in lines if line.split()[:1] == [task])
-        for metric, value in saved["results"][task].items():
-            if metric.endswith(",none") and "stderr" not in metric and isinstance(value, float):
-                assert f"{metric.split(',')[0]} {value:.4f}" in line
-    assert len(saved["samples"]["tiny_mc"]) == len(QUESTIONS)
+@pytest.mark.slow  # two harness runs through the command (~20 s on 2 cores)
+def test_evaluate_runs_local_tasks_through_the_harness(files, tmp_path, capsys):
+    """On the .ckpt and on its Hugging Face export (any path `generate` loads): one line per task with the harness's
+    metrics, its full results JSON, and the same numbers from both."""
+    ckpt, hf_dir, tasks = files
+    saved = {}
+    for name, path in (("ckpt", ckpt), ("hf", hf_dir)):
+        out = tmp_path / f"{name}.json"
+        args = ["evaluate", "--ckpt_path", str(path), "--tasks", "tiny_mc,tiny_gen", "--include_path", str(tasks)]
+        main([*args, "--device", "cpu", "--output_path", str(out), "--progress", "false"])
+        lines = capsys.readouterr().out.splitlines()
+        saved[name] = json.loads(out.read_text())
+        for task in ("tiny_mc", "tiny_gen"):
+            line = next(line for line in lines if line.split()[:1] == [task])
+            for metric, value in saved[name]["results"][task].items():
+                if metric.endswith(",none") and "stderr" not in metric and isinstance(value, float):
+                    assert f"{metric.split(',')[0]} {value:.4f}" in line
+        assert len(saved[name]["samples"]["tiny_mc"]) == len(QUESTIONS)
+    assert saved["ckpt"]["results"] == saved["hf"]["results"]
 
 
 @pytest.mark.slow  # the harness indexes its ~15,000 task YAMLs (~20 s on 2 cores)
