@@ -64,7 +64,8 @@ def evaluate(
         progress: show progress bars.
 
     Returns:
-        One dict per task: task, examples, seconds and its metrics (acc, acc_norm, ...).
+        One dict per task: task, examples and its metrics (acc, acc_norm, ...); a built-in task also its protocol
+            and seconds.
     """
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     if list_tasks or not names:
