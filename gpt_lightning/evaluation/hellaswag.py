@@ -3,32 +3,38 @@
 The data is the validation split of the original release, a JSON Lines file of 10,042 examples, each with
 `ctx` (the scene so far), `endings` (4 candidate continuations) and `label` (the index of the true one).
 
-Scoring is the completion style of build-nanogpt and llm.c, the numbers GPT-2 reproductions report: each
-ending, with a space in front, follows the context; the model scores it by the sum of its tokens'
-log-probabilities. `acc` picks the ending with the highest sum, `acc_norm` the one with the highest sum per
-ending token (the mean log-probability), which does not favour short endings. (lm-evaluation-harness's
-acc_norm divides by the ending's length in bytes instead, and reformats the text first: its numbers differ.)
+Two published protocols (PROTOCOLS), which give GPT-2 124M two different acc_norm (0.2955 and 0.3114):
 
-Nothing here imports Lightning: `evaluate` (cli/evaluate.py) and the training-loop callback (train/hellaswag.py)
-both call score().
+- `completion`, the style of build-nanogpt and llm.c, the numbers GPT-2 reproductions report: each ending, with a
+  space in front, follows the raw `ctx`; the model scores it by the sum of its tokens' log-probabilities. `acc`
+  picks the ending with the highest sum, `acc_norm` the one with the highest sum per ending token (the mean
+  log-probability), which does not favour short endings.
+- `lm-eval`, lm-evaluation-harness's `hellaswag` task: the context is `activity_label: ctx_a Ctx_b` and the
+  context and endings lose WikiHow's bracket markers (preprocess_lm_eval, a copy of the harness's utils.py);
+  context + " " + ending is tokenized whole and split where the context's tokens end (the harness's
+  TemplateLM._encode_pair), and `acc_norm` divides the sum by the ending's length in characters.
+
+Nothing here imports Lightning or lm-eval: `evaluate` (cli/evaluate.py) and the training-loop callback
+(train/hellaswag.py) both call score(), which scores through loglikelihood.py as the lm-eval backend does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import urllib.request
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Literal, Optional, Union
 
 import torch
-from torch.nn import functional as F
 
 from gpt_lightning.errors import UserError
+from gpt_lightning.evaluation.loglikelihood import score_rows
 from gpt_lightning.files import atomic_write
 from gpt_lightning.model import GPT
 from gpt_lightning.tokenizer import Tokenizer
@@ -41,6 +47,15 @@ HELLASWAG_VAL_EXAMPLES = 10_042
 # Where the file is looked for, and a download kept, relative to the working directory (as data/tinyshakespeare.txt).
 HELLASWAG_LOCAL = Path("data") / "hellaswag" / "hellaswag_val.jsonl"
 NUM_ENDINGS = 4
+Protocol = Literal["completion", "lm-eval"]
+PROTOCOLS: tuple[str, ...] = ("completion", "lm-eval")
+# what each protocol's acc and acc_norm are, printed under the numbers
+PROTOCOL_NOTES = {
+    "completion": "hellaswag protocol completion (build-nanogpt, llm.c; raw ctx): acc = highest sum of the ending's "
+    "log-probabilities, acc_norm = highest mean per token",
+    "lm-eval": "hellaswag protocol lm-eval (lm-evaluation-harness's hellaswag task): acc = highest sum of the ending's "
+    "log-probabilities, acc_norm = highest sum per character",
+}
 
 
 @dataclass(frozen=True)
@@ -50,8 +65,34 @@ class Example:
     label: int  # index of the true ending
 
 
-def parse_example(line: str, where: str) -> Example:
-    """One JSON line of the HellaSwag file; `where` ("FILE, line N") names it in the error."""
+def preprocess_lm_eval(text: str) -> str:
+    """lm-evaluation-harness's text clean-up for HellaSwag (lm_eval/tasks/hellaswag/utils.py, `preprocess`),
+    character for character: WikiHow's " [title]" becomes ". ", other [bracketed] markers go, double spaces become
+    one. (tests/unit/test_hellaswag_protocols.py checks it against the installed harness.)"""
+    text = text.strip()
+    # NOTE: Brackets are artifacts of the WikiHow dataset portion of HellaSwag.
+    text = text.replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    text = text.replace("  ", " ")
+    return text
+
+
+def lm_eval_example(record: dict, label: int, where: str) -> Example:
+    """The harness's `process_docs` of one record: query `activity_label: ctx_a Ctx_b` and the endings, cleaned."""
+    fields = ("activity_label", "ctx_a", "ctx_b")
+    if not all(isinstance(record.get(f), str) for f in fields):
+        raise UserError(
+            f"{where} lacks the string fields {', '.join(fields)} that --protocol lm-eval reads; use the original "
+            "hellaswag_val.jsonl, or --protocol completion."
+        )
+    ctx = record["ctx_a"] + " " + record["ctx_b"].capitalize()
+    query = preprocess_lm_eval(record["activity_label"] + ": " + ctx)
+    return Example(query, tuple(preprocess_lm_eval(e) for e in record["endings"]), label)
+
+
+def parse_example(line: str, where: str, protocol: Protocol = "completion") -> Example:
+    """One JSON line of the HellaSwag file, as `protocol` reads it; `where` ("FILE, line N") names it in the
+    error."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as e:
@@ -74,25 +115,33 @@ def parse_example(line: str, where: str) -> Example:
             f"{where} is not a HellaSwag example (it needs a string 'ctx', a list of {NUM_ENDINGS} string "
             "'endings' and a 'label' from 0 to 3); use the original hellaswag_val.jsonl."
         )
+    if protocol == "lm-eval":
+        return lm_eval_example(record, label, where)
     return Example(ctx, tuple(endings), label)
 
 
-def parse_examples(lines: Sequence[str], source: str, limit: Optional[int] = None) -> list[Example]:
+def parse_examples(
+    lines: Sequence[str], source: str, limit: Optional[int] = None, protocol: Protocol = "completion"
+) -> list[Example]:
     examples = []
     for lineno, line in enumerate(lines, 1):
         if limit is not None and len(examples) >= limit:
             break
         if line.strip():
-            examples.append(parse_example(line, f"{source}, line {lineno}"))
+            examples.append(parse_example(line, f"{source}, line {lineno}", protocol))
     return examples
 
 
-def read_examples(path: Union[str, Path], limit: Optional[int] = None) -> list[Example]:
-    """The first `limit` examples (all when None) of a HellaSwag JSON Lines file, in file order."""
+def read_examples(
+    path: Union[str, Path], limit: Optional[int] = None, protocol: Protocol = "completion"
+) -> list[Example]:
+    """The first `limit` examples (all when None) of a HellaSwag JSON Lines file, in file order, as `protocol`
+    reads them (lm-eval: the harness's query and cleaned endings)."""
+    check_protocol(protocol)
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
-            examples = parse_examples(f, str(path), limit)
+            examples = parse_examples(f, str(path), limit, protocol)
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"Cannot read {path} ({type(e).__name__}: {e}); pass a readable hellaswag_val.jsonl.") from e
     if not examples:
@@ -144,6 +193,11 @@ def locate(path: Optional[Union[str, Path]] = None, option: str = "--hellaswag_p
     )
 
 
+def check_protocol(protocol: str, option: str = "--protocol") -> None:
+    if protocol not in PROTOCOLS:
+        raise UserError(f"Unknown HellaSwag protocol {protocol!r}; {option} takes {' or '.join(PROTOCOLS)}.")
+
+
 # ---------------------------------------------------------------- scoring
 
 
@@ -168,15 +222,25 @@ class EncodedExample:
     context: list[int]
     endings: tuple[list[int], ...]  # each ending's tokens, encoded with a space in front
     label: int
+    # lm-eval protocol: each ending's length in characters, acc_norm's divisor (None: the scored tokens)
+    char_lengths: Optional[tuple[int, ...]] = None
 
 
-def encode(tokenizer: Tokenizer, examples: Sequence[Example]) -> list[EncodedExample]:
-    """Token ids of each context and of each " " + ending. The context and the ending are encoded apart, as
-    build-nanogpt does, so every candidate shares the same context tokens. An empty context becomes
-    <|endoftext|>, so that the ending's first token is predicted from something."""
+def encode(
+    tokenizer: Tokenizer, examples: Sequence[Example], protocol: Protocol = "completion"
+) -> list[EncodedExample]:
+    """Token ids of each context and of each " " + ending.
+
+    completion: the context and the ending are encoded apart, as build-nanogpt does. An empty context becomes
+    <|endoftext|>, so that the ending's first token is predicted from something.
+    lm-eval: as the harness's TemplateLM.loglikelihood: context + " " + ending is encoded whole and the ending is
+    what follows the context's own tokens; an empty context becomes <|endoftext|>."""
+    check_protocol(protocol)
+    eot = getattr(tokenizer, "eot_token", 0)
+    if protocol == "lm-eval":
+        return [encode_lm_eval(tokenizer, ex, eot) for ex in examples]
     texts = [t for ex in examples for t in (ex.context, *(" " + e for e in ex.endings))]
     ids = tokenizer.encode_batch(texts) if hasattr(tokenizer, "encode_batch") else [tokenizer.encode(t) for t in texts]
-    eot = getattr(tokenizer, "eot_token", 0)
     out = []
     for i, ex in enumerate(examples):
         group = ids[i * (NUM_ENDINGS + 1) : (i + 1) * (NUM_ENDINGS + 1)]
@@ -184,11 +248,26 @@ def encode(tokenizer: Tokenizer, examples: Sequence[Example]) -> list[EncodedExa
     return out
 
 
+def encode_lm_eval(tokenizer: Tokenizer, ex: Example, eot: int) -> EncodedExample:
+    """One example tokenized as lm-evaluation-harness's TemplateLM.loglikelihood does (lm_eval/api/model.py)."""
+    context, endings = ex.context, []
+    context_ids = tokenizer.encode(context) if context else [eot]
+    for ending in ex.endings:
+        continuation = " " + ending
+        if not context:
+            endings.append(tokenizer.encode(continuation))  # after <|endoftext|>
+            continue
+        whole = tokenizer.encode(context + continuation)  # the context never ends in a space: preprocess strips
+        endings.append(whole[len(context_ids) :])
+    return EncodedExample(context_ids, tuple(endings), ex.label, tuple(len(e) for e in ex.endings))
+
+
 @dataclass(frozen=True)
 class ExampleScore:
     logprobs: tuple[float, ...]  # per ending: the sum of its tokens' log-probabilities
     num_tokens: tuple[int, ...]  # per ending: how many tokens were scored
     label: int
+    char_lengths: Optional[tuple[int, ...]] = None  # lm-eval protocol: acc_norm divides by these instead
 
     @property
     def pred(self) -> int:
@@ -196,19 +275,9 @@ class ExampleScore:
 
     @property
     def pred_norm(self) -> int:
-        means = [lp / max(n, 1) for lp, n in zip(self.logprobs, self.num_tokens)]
+        lengths = self.char_lengths or self.num_tokens
+        means = [lp / max(n, 1) for lp, n in zip(self.logprobs, lengths)]
         return max(range(len(means)), key=lambda i: means[i])
-
-
-def window(context: list[int], ending: list[int], block_size: int) -> tuple[list[int], list[int]]:
-    """Model input and targets for one candidate: the last block_size + 1 tokens of context + ending (a longer
-    context is cropped from the left), the input without its last token, the targets without its first; only
-    the ending's tokens are targets, the rest are -1. An ending longer than block_size keeps its last
-    block_size tokens."""
-    row = (context + ending)[-(block_size + 1) :]
-    inputs, targets = row[:-1], row[1:]
-    scored = min(len(ending), len(targets))
-    return inputs, [-1] * (len(targets) - scored) + targets[len(targets) - scored :]
 
 
 @torch.no_grad()
@@ -230,8 +299,6 @@ def score(
 
     if batch_size < 1:
         raise UserError(f"The batch size must be at least 1, got {batch_size}.")
-    device = next(model.parameters()).device
-    block_size = model.config.block_size
     was_training = model.training
     model.eval()
     longest = [max(len(ex.context) + len(e) for e in ex.endings) for ex in examples]
@@ -241,25 +308,16 @@ def score(
     try:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            rows = [window(examples[i].context, e, block_size) for i in chunk for e in examples[i].endings]
-            length = max(len(inputs) for inputs, _ in rows)
-            idx = torch.zeros((len(rows), length), dtype=torch.long)  # (R, T): R = 4 x examples in the batch
-            targets = torch.full((len(rows), length), -1, dtype=torch.long)  # (R, T): -1 is not scored
-            for r, (inputs, tgt) in enumerate(rows):
-                idx[r, : len(inputs)] = torch.tensor(inputs)
-                targets[r, : len(tgt)] = torch.tensor(tgt)
-            idx, targets = idx.to(device), targets.to(device)
-            with forward_context():
-                # forward, not __call__: a model compiled in place would recompile for every new shape; with
-                # targets the model returns logits at every position (its mean loss is not used)
-                logits, _ = model.forward(idx, targets)  # (R, T, vocab)
-            token_logprobs = -F.cross_entropy(
-                logits.float().flatten(0, 1), targets.flatten(), ignore_index=-1, reduction="none"
-            ).view(targets.shape)  # (R, T), 0 where not scored
-            sums = token_logprobs.double().sum(dim=1).view(len(chunk), NUM_ENDINGS).tolist()
-            counts = (targets != -1).sum(dim=1).view(len(chunk), NUM_ENDINGS).tolist()
-            for i, s, n in zip(chunk, sums, counts):
-                results[i] = ExampleScore(tuple(s), tuple(n), examples[i].label)
+            requests = [(examples[i].context, e) for i in chunk for e in examples[i].endings]
+            rows = score_rows(model, requests, forward_context)  # 4 per example
+            for k, i in enumerate(chunk):
+                group = rows[k * NUM_ENDINGS : (k + 1) * NUM_ENDINGS]
+                results[i] = ExampleScore(
+                    tuple(r.logprob for r in group),
+                    tuple(r.num_tokens for r in group),
+                    examples[i].label,
+                    examples[i].char_lengths,
+                )
             bar.update(len(chunk))
     finally:
         bar.close()

@@ -7,6 +7,10 @@ from typing import Literal, Union
 
 import torch
 
+# torch.compile's backend. Inductor generates kernels (the speed); tests on a small CPU swap in "aot_eager", which
+# traces and guards the same way (TorchDynamo, AOTAutograd) without generating code, in seconds instead of minutes.
+BACKEND = "inductor"
+
 
 def wants_compile(setting: Union[bool, Literal["auto"]], device: torch.device) -> bool:
     """`--model.compile`: True compiles, `auto` compiles on CUDA only (on CPU compiling costs more than it saves)."""
@@ -18,12 +22,17 @@ class CompiledWithEagerFallback:
     an op the compiler cannot handle), warns once and calls the eager model from then on.
 
     The compiled wrapper is kept here, outside the module tree, so state_dict keys stay free of `_orig_mod.`,
-    and the eager model stays callable without undoing anything inside torch.
+    and the eager model stays callable without undoing anything inside torch. That is also what keeps evaluation
+    off the compiled graphs: HellaSwag (evaluation/loglikelihood.py) and text samples (GPT.generate_tokens) call
+    the eager model's forward, whose shapes change with every batch and every generated token and would each cost
+    a recompilation (build-nanogpt turned compiling off for this). Validation, with training's fixed shapes, runs
+    compiled: one more graph, for eval mode without gradients, compiled once (tests/train/test_compile_evaluation.py
+    counts them).
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
-        self.compiled = torch.compile(model)  # compiles lazily, at the first call
+        self.compiled = torch.compile(model, backend=BACKEND)  # compiles lazily, at the first call
         self.unchecked = True  # no train-mode call has succeeded yet
 
     def __call__(self, *args, **kwargs):

@@ -9,7 +9,7 @@ whatever the number of ranks. The scoring is evaluation/hellaswag.py's, the same
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Literal, Optional
 
 import lightning as L
 import torch
@@ -31,6 +31,7 @@ class HellaSwagEval(L.Callback):
         hellaswag_limit: Optional[int] = None,
         hellaswag_path: Optional[str] = None,
         hellaswag_batch_size: int = 8,
+        hellaswag_protocol: Literal["completion", "lm-eval"] = "completion",
     ) -> None:
         """HellaSwag accuracy during `fit`.
 
@@ -42,6 +43,8 @@ class HellaSwagEval(L.Callback):
             hellaswag_path: the HellaSwag validation file (default data/hellaswag/hellaswag_val.jsonl, downloaded
                 there when missing and the network allows).
             hellaswag_batch_size: examples per forward pass (4 rows each).
+            hellaswag_protocol: `completion` (build-nanogpt and llm.c's scoring, GPT-2 124M acc_norm 0.2955) or
+                `lm-eval` (lm-evaluation-harness's hellaswag task, GPT-2 124M acc_norm 0.3114); docs/evaluation.md.
         """
         if hellaswag_every_n_steps < 0:
             raise UserError(f"--eval.hellaswag_every_n_steps must be 0 (off) or more, got {hellaswag_every_n_steps}.")
@@ -50,7 +53,9 @@ class HellaSwagEval(L.Callback):
         if hellaswag_batch_size < 1:
             raise UserError(f"--eval.hellaswag_batch_size must be at least 1, got {hellaswag_batch_size}.")
         self.every_n_steps = hellaswag_every_n_steps
+        hellaswag.check_protocol(hellaswag_protocol, "--eval.hellaswag_protocol")
         self.limit, self.path, self.batch_size = hellaswag_limit, hellaswag_path, hellaswag_batch_size
+        self.protocol = hellaswag_protocol
         self.examples: Optional[list[hellaswag.EncodedExample]] = None  # this rank's share, once set up
         self.total = 0  # examples over all ranks
         # correct by acc, correct by acc_norm, examples: sums of integers, exact in float32 up to 2^24
@@ -80,13 +85,13 @@ class HellaSwagEval(L.Callback):
             raise UserError(error)
         from gpt_lightning.tokenizer import tokenizer_from_meta
 
-        examples = hellaswag.read_examples(path, self.limit)
+        examples = hellaswag.read_examples(path, self.limit, self.protocol)
         self.total = len(examples)
         mine = hellaswag.shard(examples, trainer.global_rank, trainer.world_size)
-        self.examples = hellaswag.encode(tokenizer_from_meta(pl_module.hparams["tokenizer"]), mine)
+        self.examples = hellaswag.encode(tokenizer_from_meta(pl_module.hparams["tokenizer"]), mine, self.protocol)
         rank_zero_info(
-            f"HellaSwag every {self.every_n_steps} optimizer steps: {self.total:,} examples from {path}"
-            + (f", about {len(mine):,} per rank" if trainer.world_size > 1 else "")
+            f"HellaSwag ({self.protocol} protocol) every {self.every_n_steps} optimizer steps: {self.total:,} "
+            f"examples from {path}" + (f", about {len(mine):,} per rank" if trainer.world_size > 1 else "")
         )
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
@@ -127,7 +132,7 @@ class HellaSwagEval(L.Callback):
                 logger.log_metrics(metrics, step=trainer.global_step)
             line = (
                 f"step {trainer.global_step}: hellaswag acc_norm {metrics['eval/hellaswag_acc_norm']:.4f}, "
-                f"acc {metrics['eval/hellaswag_acc']:.4f} ({int(total):,} examples, "
+                f"acc {metrics['eval/hellaswag_acc']:.4f} ({int(total):,} examples, {self.protocol} protocol, "
                 f"{time.perf_counter() - start:.1f} s)"
             )
             bar = trainer.progress_bar_callback

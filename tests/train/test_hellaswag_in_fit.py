@@ -68,25 +68,27 @@ def fit_args(data: Path, out: Path, hellaswag_file: Path, **extra: str) -> list[
     return [x for kv in args.items() for x in kv]
 
 
-def final_model_score(ckpt: Path, hellaswag_file: Path) -> tuple[float, float]:
+def final_model_score(ckpt: Path, hellaswag_file: Path, protocol: str = "completion") -> tuple[float, float]:
     from gpt_lightning.weights.load import load_checkpoint_model
 
     model, tokenizer = load_checkpoint_model(ckpt)
-    examples = hellaswag.encode(tokenizer, hellaswag.read_examples(hellaswag_file))
+    examples = hellaswag.encode(tokenizer, hellaswag.read_examples(hellaswag_file, protocol=protocol), protocol)
     scores = hellaswag.score(model, examples, progress=False)
     correct, correct_norm, n = hellaswag.counts(scores)
     return correct / n, correct_norm / n
 
 
 @pytest.mark.slow  # a fit with HellaSwag scoring
-def test_fit_logs_hellaswag_at_optimizer_steps(gpt2_data, examples_file, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("protocol", ["completion", pytest.param("lm-eval", marks=pytest.mark.slow)])
+def test_fit_logs_hellaswag_at_optimizer_steps(gpt2_data, examples_file, tmp_path, capsys, monkeypatch, protocol):
     from gpt_lightning.train.throughput import ThroughputLogger
 
     path = examples_file
     clock = []  # the throughput clock stops for each evaluation (validation is off here)
     monkeypatch.setattr(ThroughputLogger, "pause", lambda self, pl_module: clock.append("pause"))
     monkeypatch.setattr(ThroughputLogger, "resume", lambda self, pl_module: clock.append("resume"))
-    main(["fit", *fit_args(gpt2_data, tmp_path, path, **{"--trainer.accumulate_grad_batches": "2"})])
+    extra = {"--trainer.accumulate_grad_batches": "2", "--eval.hellaswag_protocol": protocol}
+    main(["fit", *fit_args(gpt2_data, tmp_path, path, **extra)])
     assert clock == ["pause", "resume"] * 3
     out = capsys.readouterr().out
     scalars = tensorboard_scalars(tmp_path / "lightning_logs" / "version_0")
@@ -94,10 +96,13 @@ def test_fit_logs_hellaswag_at_optimizer_steps(gpt2_data, examples_file, tmp_pat
     # done, as train/loss and val/loss are
     assert [s for s, _ in scalars["eval/hellaswag_acc_norm"]] == [2, 4, 5]
     assert [s for s, _ in scalars["eval/hellaswag_acc"]] == [2, 4, 5]
-    acc, acc_norm = final_model_score(tmp_path / "ckpt" / "last.ckpt", path)
+    acc, acc_norm = final_model_score(tmp_path / "ckpt" / "last.ckpt", path, protocol)
     assert scalars["eval/hellaswag_acc"][-1][1] == pytest.approx(acc, abs=1e-6)
     assert scalars["eval/hellaswag_acc_norm"][-1][1] == pytest.approx(acc_norm, abs=1e-6)
-    assert f"step 5: hellaswag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({len(EXAMPLES)} examples, " in out
+    assert (
+        f"step 5: hellaswag acc_norm {acc_norm:.4f}, acc {acc:.4f} ({len(EXAMPLES)} examples, {protocol} protocol"
+        in out
+    )
 
 
 def test_fit_skips_hellaswag_for_a_char_model_with_a_note(char_data, examples_file, tmp_path, caplog):

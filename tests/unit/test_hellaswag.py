@@ -135,7 +135,7 @@ def test_a_char_model_is_refused_with_one_sentence(files, tmp_path, capsys):
 
 def test_unknown_task_and_bad_limit_are_refused(files, capsys):
     path, ckpt, _, _, _ = files
-    assert "Unknown task" in run_error(["evaluate", "--ckpt_path", str(ckpt), "--tasks", "mmlu"], capsys)
+    assert "Unknown task" in run_error(["evaluate", "--ckpt_path", str(ckpt), "--tasks", "no_such_task"], capsys)
     assert "--limit" in run_error(["evaluate", "--ckpt_path", str(ckpt), "--limit", "0"], capsys)
 
 
@@ -190,3 +190,16 @@ def test_shards_hold_every_example_once_and_their_counts_add_up(files):
             for r in range(world)
         ]
         assert tuple(map(sum, zip(*parts))) == whole
+
+
+def test_without_lm_eval_other_tasks_name_the_eval_extra(files, capsys, monkeypatch):
+    """A task that is not built in needs lm-evaluation-harness: without it, one line naming the extra to install;
+    `--tasks` with no value lists what can run."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lm_eval.tasks", None)  # import lm_eval.tasks now fails, as when not installed
+    line = run_error(["evaluate", "--ckpt_path", str(files[1]), "--tasks", "hellaswag,arc_easy"], capsys)
+    assert "arc_easy" in line and "pip install 'gpt_lightning[eval]'" in line
+    main(["evaluate", "--tasks"])
+    listing = capsys.readouterr().out
+    assert "built in: hellaswag" in listing and "pip install 'gpt_lightning[eval]'" in listing
