@@ -8,7 +8,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import logging
 import re
 import signal
 import sys
@@ -19,7 +18,7 @@ from typing import Optional
 
 from jsonargparse import ArgumentError, DefaultHelpFormatter
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
@@ -32,6 +31,7 @@ from gpt_lightning.files import remove_stale_temporaries
 from gpt_lightning.hardware import auto_precision, enable_tf32
 from gpt_lightning.train import resume
 from gpt_lightning.train.callbacks import LastCheckpoint, TextSampleCallback
+from gpt_lightning.train.console import ConsoleLog, GPTProgressBar, RunSummary, quiet_lightning_startup, run_last
 from gpt_lightning.train.fsdp import fsdp_strategy
 from gpt_lightning.train.hellaswag import HellaSwagEval
 from gpt_lightning.train.module import GPTLightningModule
@@ -42,10 +42,8 @@ from gpt_lightning.train.throughput import ThroughputLogger
 # The validation dataset has a length so progress bars know their total; it is not split over workers, so
 # Lightning's warning about lengths with several workers does not apply.
 warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined.*")
-# Lightning's advertising ("💡 Tip: ... try installing litlogger"); its other messages are kept
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-    lambda record: not str(record.msg).startswith("💡 Tip:")
-)
+# Lightning's advertising ("💡 Tip: ...") and its GPU/TPU availability lines; its other messages are kept
+quiet_lightning_startup()
 # ModelCheckpoint warns whenever its folder has files (run.lock, a resumed run's checkpoints); a new run into a
 # folder with checkpoints is refused before this (resume.refuse_to_overwrite_run), so the warning says nothing more
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
@@ -103,7 +101,13 @@ class GPTLightningCLI(LightningCLI):
                 save_config_kwargs={"overwrite": True},
                 # num_sanity_val_steps=-1: the sanity check validates on every val batch, logged as the val/loss at
                 # the starting step (see GPTLightningModule.on_validation_epoch_end); 0 skips it
-                trainer_defaults={"max_epochs": -1, "log_every_n_steps": 50, "num_sanity_val_steps": -1},
+                # enable_model_summary: the start-up prints the parameters instead (train/console.py), as nanoGPT
+                trainer_defaults={
+                    "max_epochs": -1,
+                    "log_every_n_steps": 50,
+                    "num_sanity_val_steps": -1,
+                    "enable_model_summary": False,
+                },
                 # a mistake in the options is one line and a hint (parse_arguments), not ~100 lines of usage
                 parser_kwargs={
                     "exit_on_error": False,
@@ -243,16 +247,18 @@ class GPTLightningCLI(LightningCLI):
         # checkpoints are written atomically, unless the user configured a CheckpointIO of their own
         kwargs = {"plugins": resume.with_atomic_checkpoint_io(trainer_config.get("plugins")), **kwargs}
         # Lightning's default progress bar is Rich's when `rich` happens to be installed, redrawn every batch
-        # (on a near-zero-compute model, ~0.5-1 ms per step more than no bar). Ours is TQDM's, redrawn every
-        # 10 batches: the same bar whatever is installed, and fewer redraws. A progress bar given in
-        # --trainer.callbacks replaces it; --trainer.enable_progress_bar=false turns it off.
+        # (on a near-zero-compute model, ~0.5-1 ms per step more than no bar). Ours is TQDM's (train/console.py:
+        # steps of max_steps, loss, LR, tokens/s), redrawn every 10 steps: the same bar whatever is installed.
+        # A progress bar given in --trainer.callbacks replaces it; --trainer.enable_progress_bar=false turns it off.
         given = kwargs.get("callbacks", trainer_config.get("callbacks")) or []
         given = list(given) if isinstance(given, (list, tuple)) else [given]
         if trainer_config.get("enable_progress_bar", True) is not False and not any(
             isinstance(c, ProgressBar) for c in given
         ):
-            kwargs["callbacks"] = [*given, TQDMProgressBar(refresh_rate=10)]
+            kwargs["callbacks"] = [*given, GPTProgressBar(refresh_rate=10)]
         trainer = super().instantiate_trainer(**kwargs)
+        if self.subcommand in (None, "fit"):  # the loss, LR and tokens/s on the console, and the end-of-run summary
+            trainer.callbacks = run_last([*trainer.callbacks, ConsoleLog(), RunSummary()])
         # the Trainer knows its device now; only a flag, set before Lightning's tensor-core hint would print
         enable_tf32(trainer.strategy.root_device)
         if trainer_config.get("logger") is False:

@@ -9,6 +9,7 @@ checkpoint (Lightning restores it before building the dataloaders).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,6 +192,7 @@ class TokenBinDataModule(L.LightningDataModule):
         self.sampling = sampling
         self.batches_consumed = 0  # of the training stream, restored from a checkpoint on resume
         self._meta: Optional[dict] = None
+        self._tokens_per_byte: Optional[float] = None  # nan: unknown
 
     # ------------------------------------------------------------ meta.json (a pure read) and preparing on demand
 
@@ -224,6 +226,16 @@ class TokenBinDataModule(L.LightningDataModule):
     @property
     def tokenizer_meta(self) -> dict:
         return compact_tokenizer_meta(self.meta["tokenizer"])  # as the model's hparams store it
+
+    @property
+    def tokens_per_byte(self) -> Optional[float]:
+        """Tokens per UTF-8 byte of the validation text, for val/bpb (data/bytes.py); None for an empty split."""
+        if self._tokens_per_byte is None:
+            from gpt_lightning.data.bytes import split_bytes
+
+            n_bytes = split_bytes(self.data_dir, self.meta, "val")
+            self._tokens_per_byte = split_tokens(self.meta, "val") / n_bytes if n_bytes else float("nan")
+        return None if math.isnan(self._tokens_per_byte) else self._tokens_per_byte
 
     def prepare_data(self) -> None:
         self.prepare_if_missing()  # for a DataModule used without the CLI; a no-op once the folder exists

@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torchmetrics import MeanMetric
 
+from gpt_lightning.data.bytes import bits_per_byte
 from gpt_lightning.errors import UserError
 from gpt_lightning.hardware import check_precision, enable_tf32
 from gpt_lightning.model import GPT, GPTConfig
@@ -170,6 +171,10 @@ class GPTLightningModule(L.LightningModule):
         if self.hparams.tokenizer is not None:
             self.hparams.tokenizer = compact_tokenizer_meta(self.hparams.tokenizer)  # also a pretrained model's
         self.val_loss = MeanMetric()  # sums and counts, so the mean over DDP ranks is exact
+        # train/loss is the mean over the logging window, not one micro-batch's (issue 21): updated on the device every
+        # step (no NaN check, which would sync the host), computed and reset only on the steps that log
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.last_validation: dict = {}  # the latest validation's metrics, the step-0 one included (train/console.py)
         self.nonfinite = NonFinitePolicy(on_nonfinite_loss)
         self.compiled: Optional[CompiledWithEagerFallback] = None  # set by configure_model
         self.matrix_ids: Optional[set[int]] = None  # set by configure_model
@@ -187,12 +192,17 @@ class GPTLightningModule(L.LightningModule):
         # of log_every_n_steps): each self.log call is about a millisecond of Python (14% of a tiny model's step
         # in a profile), wasted on the steps in between.
         # No prog_bar and no sync_dist: either would force a host sync on every step.
+        self.train_loss.update(loss.detach())
         if self.logs_this_step():
             # Every scalar is logged at the number of optimizer steps done, as checkpoints are named: this batch's
             # step makes it global_step + 1. Logging a `step` key sets the logged step (and leaves out Lightning's
             # `epoch` scalar, always 0 on an endless stream).
             self.log("step", float(self.global_step + 1), on_step=True, on_epoch=False)
-            self.log("train/loss", loss, on_step=True, on_epoch=False)
+            self.log("train/loss", self.train_loss.compute(), on_step=True, on_epoch=False)
+            self.train_loss.reset()
+            # tokens trained on so far (all ranks, all micro-batches): compares runs with different batch sizes
+            tokens = (self.global_step + 1) * x.numel() * self.trainer.accumulate_grad_batches * self.trainer.world_size
+            self.log("train/tokens", float(tokens), on_step=True, on_epoch=False)
             # the LR this step applies; the decay and no-decay groups share the schedule: one curve
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         self.nonfinite.update(loss, self.global_step)
@@ -217,6 +227,10 @@ class GPTLightningModule(L.LightningModule):
         if not self.trainer.sanity_checking:
             check_validation_loss(loss, self.global_step)  # before val/loss is logged and ranks checkpoints
         metrics = {"val/loss": loss, "val/perplexity": torch.exp(loss)}
+        tokens_per_byte = getattr(self.trainer.datamodule, "tokens_per_byte", None)
+        if tokens_per_byte:  # bits per UTF-8 byte: comparable across tokenizers (data/bytes.py)
+            metrics["val/bpb"] = bits_per_byte(loss, tokens_per_byte)
+        self.last_validation = metrics
         if self.trainer.sanity_checking:
             # Lightning logs nothing of its sanity check. Run over every batch (num_sanity_val_steps=-1, the CLI's
             # default), it is a full validation of the starting model, outside the training RNG (Lightning
@@ -228,6 +242,8 @@ class GPTLightningModule(L.LightningModule):
         self.log("step", float(self.global_step))  # optimizer steps done, as the checkpoint's name says
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/perplexity", metrics["val/perplexity"])
+        if "val/bpb" in metrics:
+            self.log("val/bpb", metrics["val/bpb"])
 
     test_step = validation_step
     on_test_epoch_end = on_validation_epoch_end
