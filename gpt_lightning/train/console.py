@@ -111,8 +111,17 @@ class GPTProgressBar(TQDMProgressBar):
             for bar in (self._train_progress_bar, self._val_progress_bar, self._test_progress_bar)
         )
 
+    ORDER = ("loss", "lr", "tok/s", "mfu", "val")
+
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
-        return dict(self.values)  # not Lightning's: no v_num, and values formatted as ConsoleLog formats them
+        # not Lightning's: no v_num, and the values as ConsoleLog formats them (val loss to 4 decimals)
+        return {k: self.values[k] for k in self.ORDER if k in self.values}
+
+    def show(self, **values: str) -> None:
+        """Put values on the training bar (redrawn now if it is on screen)."""
+        self.values.update(values)
+        if self._train_progress_bar is not None and not self._train_progress_bar.disable:
+            self._train_progress_bar.set_postfix(self.get_metrics(self.trainer, self.trainer.lightning_module))
 
     def init_train_tqdm(self) -> Tqdm:
         bar = super().init_train_tqdm()
@@ -134,7 +143,7 @@ class GPTProgressBar(TQDMProgressBar):
             return
         step = trainer.global_step
         if self._train_progress_bar is not None and self._should_update(step, self.train_progress_bar.total):
-            self.train_progress_bar.set_postfix(self.values, refresh=False)
+            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
             _update_n(self.train_progress_bar, step)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -162,7 +171,7 @@ class ConsoleLog(L.Callback):
             shown = {"loss": f"{loss:.4f}" if loss is not None else None, "lr": f"{lr:.2e}" if lr is not None else None}
             shown["tok/s"] = f"{tokens_per_sec:,.0f}" if tokens_per_sec is not None else None
             shown["mfu"] = f"{mfu:.1%}" if mfu is not None else None
-            bar.values.update({k: v for k, v in shown.items() if v is not None})
+            bar.values.update({k: v for k, v in shown.items() if v is not None})  # drawn at the next refresh
             return
         parts = [f"loss {loss:.4f}" if loss is not None else "loss -", f"lr {lr:.2e}" if lr is not None else "lr -"]
         parts.append(f"{tokens_per_sec:,.0f} tokens/s" if tokens_per_sec is not None else "- tokens/s")
@@ -179,7 +188,7 @@ class ConsoleLog(L.Callback):
         line = f"step {trainer.global_step}: val loss {loss:.4f}" + (f", val bpb {bpb:.4f}" if bpb is not None else "")
         bar = active_bar(trainer)
         if bar is not None:
-            bar.values["val"] = f"{loss:.4f}"
+            bar.show(val=f"{loss:.4f}")
         say(trainer, line)
 
 
@@ -210,7 +219,8 @@ def startup_lines(trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]
         )
     log_dir, log_root = log_folders(trainer)
     if log_dir:
-        lines.append(f"logs: {log_dir} (`tensorboard --logdir {log_root}`, then {TENSORBOARD_URL})")
+        see = f" (`tensorboard --logdir {log_root}`, then {TENSORBOARD_URL})" if log_root else ""
+        lines.append(f"logs: {log_dir}{see}")
     ckpt = trainer.checkpoint_callback
     if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath:
         lines.append(f"checkpoints: {shown_path(ckpt.dirpath)}")

@@ -198,11 +198,12 @@ class GPTLightningModule(L.LightningModule):
             # step makes it global_step + 1. Logging a `step` key sets the logged step (and leaves out Lightning's
             # `epoch` scalar, always 0 on an endless stream).
             self.log("step", float(self.global_step + 1), on_step=True, on_epoch=False)
-            self.log("train/loss", self.train_loss.compute(), on_step=True, on_epoch=False)
-            self.train_loss.reset()
-            # tokens trained on so far (all ranks, all micro-batches): compares runs with different batch sizes
-            tokens = (self.global_step + 1) * x.numel() * self.trainer.accumulate_grad_batches * self.trainer.world_size
-            self.log("train/tokens", float(tokens), on_step=True, on_epoch=False)
+            if (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:  # the step's last micro-batch
+                self.log("train/loss", self.train_loss.compute(), on_step=True, on_epoch=False)
+                self.train_loss.reset()
+                # tokens trained on so far (all ranks, all micro-batches): compares runs with different batch sizes
+                accumulated = self.trainer.accumulate_grad_batches * self.trainer.world_size
+                self.log("train/tokens", float((self.global_step + 1) * x.numel() * accumulated), on_step=True)
             # the LR this step applies; the decay and no-decay groups share the schedule: one curve
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         self.nonfinite.update(loss, self.global_step)

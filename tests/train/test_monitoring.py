@@ -44,16 +44,19 @@ def tb_run(tmp_path_factory, data_root):
 def test_tags_and_steps(tb_run):
     root, _, acc = tb_run
     scalars = set(acc.Tags()["scalars"])
-    expected = {"train/loss", "train/lr", "train/grad_norm", "train/epoch", "val/loss", "val/perplexity"}
-    expected.add("perf/tokens_per_sec")
+    expected = {"train/loss", "train/lr", "train/grad_norm", "train/epoch", "train/tokens"}
+    expected |= {"val/loss", "val/perplexity", "val/bpb", "perf/tokens_per_sec"}
     # no Lightning "epoch" (train/epoch counts passes over the data), one LR curve (not lr-AdamW/pg1 and pg2),
     # no MFU on a CPU without a known peak
     assert scalars == expected
     # every scalar at the optimizer steps done
-    for tag in ("train/loss", "train/lr", "train/grad_norm", "train/epoch", "perf/tokens_per_sec"):
+    for tag in ("train/loss", "train/lr", "train/grad_norm", "train/epoch", "train/tokens", "perf/tokens_per_sec"):
         assert steps_of(acc, tag) == [2, 4, 6, 8, 10], tag
     assert steps_of(acc, "val/loss") == [0, 4, 8, 10]  # at the start, every 4, and the final step
     assert steps_of(acc, "val/perplexity") == [0, 4, 8, 10]
+    assert steps_of(acc, "val/bpb") == [0, 4, 8, 10]
+    # tokens seen: steps x batch 8 x block 16 x accumulation 2
+    assert [e.value for e in acc.Scalars("train/tokens")] == [s * 8 * 16 * 2 for s in (2, 4, 6, 8, 10)]
     val = dict((e.step, e.value) for e in acc.Scalars("val/loss"))
     assert abs(val[0] - math.log(14)) < 0.3  # a fresh model: about ln(vocab_size) (14 characters)
     assert all(e.value > 0 for e in acc.Scalars("train/grad_norm"))
