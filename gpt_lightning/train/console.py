@@ -31,9 +31,10 @@ from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, _update_n
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-# TensorBoard's time series with smoothing off: a chart of 4 validations smoothed at its default 0.6 ends far
-# from the last value. (The `smoothing` query parameter is the dashboard's own; checked with TensorBoard 2.21.)
-TENSORBOARD_URL = "http://localhost:6006/?smoothing=0#timeseries"
+# TensorBoard's CUSTOM SCALARS (the layout of train/tensorboard.py) with smoothing off: a chart of 4 validations
+# smoothed at its default 0.6 ends far from the last value. (`_smoothingWeight` in the address is the dashboard's
+# own setting; checked in headless Chromium with TensorBoard 2.21, see docs/monitoring.md.)
+TENSORBOARD_URL = "http://localhost:6006/#custom_scalars&_smoothingWeight=0"
 
 # Lightning's start-up lines that say nothing a user of this CLI needs ("GPU available: False, used: False" on
 # every CPU run; the device in use is in the tokens-per-step line), and its advertising
