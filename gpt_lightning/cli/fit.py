@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from gpt_lightning.cli import LIGHTNING_SUBCOMMANDS
-from gpt_lightning.data.datamodule import TokenBinDataModule, prepare_if_missing
+from gpt_lightning.data.datamodule import TokenBinDataModule, settle_data_options
 from gpt_lightning.data.sampling import EpochMonitor
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import remove_stale_temporaries
@@ -136,6 +136,7 @@ class GPTLightningCLI(LightningCLI):
         defaults < checkpoint < config file < command line. (LightningCLI 2.6 itself applies them over the config
         file and command line, right after this hook: #21455, open. It is kept from seeing the path, which
         before_instantiate_classes gives back; tests/test_compat.py checks that Lightning still works this way.)"""
+        self.command_line = [str(a) for a in (sys.argv[1:] if args is None else args if isinstance(args, list) else [])]
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as e:
@@ -220,8 +221,9 @@ class GPTLightningCLI(LightningCLI):
             self.save_config_callback = None
         if self.subcommand == "fit" and not config.get("ckpt_path"):
             resume.refuse_to_overwrite_run(config.checkpoint.dirpath)  # early; again under the lock
-        # the named step that may download and tokenize --data.source, before argument linking reads meta.json
-        prepare_if_missing(config.data.data_dir, config.data.source, config.data.tokenizer)
+        # the named step that may download and tokenize --data.source, before argument linking reads meta.json; a
+        # preset's source is only for its own folder, a tokenizer must agree with the folder (issue 21)
+        settle_data_options(config.data, self.command_line)
 
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()

@@ -159,6 +159,9 @@ class ConsoleLog(L.Callback):
         if trainer.is_global_zero:
             for line in startup_lines(trainer, pl_module):
                 print(line, flush=True)
+            note = schedule_cut_short(trainer.max_steps, getattr(pl_module, "hparams", {}))
+            if note:
+                print(note, file=sys.stderr, flush=True)
 
     @rank_zero_only
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
@@ -226,6 +229,25 @@ def startup_lines(trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]
     if isinstance(ckpt, ModelCheckpoint) and ckpt.dirpath:
         lines.append(f"checkpoints: {shown_path(ckpt.dirpath)}")
     return lines
+
+
+def schedule_cut_short(max_steps: int, hp) -> Optional[str]:
+    """A note when max_steps ends the run before the LR schedule has decayed (lr_decay_steps > max_steps): the
+    run's last LR is then well above min_lr, which nothing else would say."""
+    needed = ("learning_rate", "min_lr", "warmup_steps", "lr_decay_steps")
+    if max_steps is None or max_steps <= 0 or not hp.get("decay_lr", False) or any(k not in hp for k in needed):
+        return None
+    if hp["lr_decay_steps"] <= max_steps:
+        return None
+    from gpt_lightning.train.module import lr_at
+
+    last = lr_at(max_steps - 1, hp["learning_rate"], hp["warmup_steps"], hp["lr_decay_steps"], hp["min_lr"])
+    return (
+        f"note: --trainer.max_steps {max_steps} ends the run before the LR schedule does (--model.lr_decay_steps "
+        f"{hp['lr_decay_steps']}): the last step trains at {last:.2e}, {last / hp['learning_rate']:.0%} of the peak "
+        f"{hp['learning_rate']:.2e}, not min_lr {hp['min_lr']:.2e}; set --model.lr_decay_steps {max_steps} to decay "
+        "fully."
+    )
 
 
 def log_folders(trainer: L.Trainer) -> tuple[Optional[str], Optional[str]]:
