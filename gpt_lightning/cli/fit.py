@@ -24,6 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from gpt_lightning.cli import LIGHTNING_SUBCOMMANDS
+from gpt_lightning.cli.help import organize_help
 from gpt_lightning.data.datamodule import TokenBinDataModule, settle_data_options
 from gpt_lightning.data.sampling import EpochMonitor
 from gpt_lightning.errors import UserError
@@ -191,6 +192,11 @@ class GPTLightningCLI(LightningCLI):
         for key, title in GROUP_TITLES.items():
             if key in parser.groups:
                 parser.groups[key].title = title
+
+    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        organize_help(parser, f"python -m gpt_lightning {subcommand}")  # most used options first (cli/help.py)
+        return parser
 
     @property
     def known_keys(self) -> list[str]:

@@ -167,6 +167,15 @@ def test_fit_help_documents_every_option_group(capsys):
     assert text.startswith("usage: python -m gpt_lightning") and "__main__" not in text
     assert "after every epoch" not in text
     assert "(type: str, default: '\\n')" in text  # the newline prompt, visible
+    # a one-line usage, then the options set most often (model, data, trainer basics) before the long tail
+    usage, _, rest = text.partition("\n")
+    assert usage.startswith("usage: python -m gpt_lightning fit [-c CONFIG]") and "--trainer.min_epochs" not in usage
+    first_group = rest[: rest.index("\noptions:")]
+    assert "Most used options" in first_group
+    for option in ("--model.n_layer", "--data.data_dir", "--trainer.max_steps", "--trainer.devices", "--ckpt_path"):
+        assert f"  {option} " in first_group, option
+    groups = [text.index(title) for title in ("A GPT and how to train it:", "Token bins made", "Customize every")]
+    assert groups == sorted(groups)  # model, data, then the Trainer's forty options
     for group in ("checkpoint", "last_checkpoint", "sample", "throughput", "eval", "model", "data"):
         options = re.findall(rf"^  --{group}\.(\w+) \S+([^\n]*)\n((?:\s{{20,}}[^\n]*\n)*)", text, flags=re.M)
         assert options, group
