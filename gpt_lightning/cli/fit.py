@@ -30,7 +30,7 @@ from gpt_lightning.data.sampling import EpochMonitor
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import remove_stale_temporaries
 from gpt_lightning.hardware import auto_precision, enable_tf32
-from gpt_lightning.train import resume
+from gpt_lightning.train import resume, runs
 from gpt_lightning.train.callbacks import LastCheckpoint, TextSampleCallback
 from gpt_lightning.train.console import ConsoleLog, GPTProgressBar, RunSummary, quiet_lightning_startup, run_last
 from gpt_lightning.train.fsdp import fsdp_strategy
@@ -147,7 +147,8 @@ class GPTLightningCLI(LightningCLI):
         if not subcommand:
             return
         config = self.config[subcommand]
-        ckpt_path = resume.resolve_ckpt_path(config.get("ckpt_path"), config.checkpoint.dirpath)
+        checkpoint_dir = config.checkpoint.dirpath or self.run_folder(config)  # --run_name's newest run (runs.py)
+        ckpt_path = resume.resolve_ckpt_path(config.get("ckpt_path"), checkpoint_dir)
         if ckpt_path and Path(ckpt_path).is_file():
             self.resume_from = (ckpt_path, resume.load_checkpoint_meta(ckpt_path))
             hparams = self.resume_from[1].get("hyper_parameters", {})
@@ -162,8 +163,24 @@ class GPTLightningCLI(LightningCLI):
         self.resolved_ckpt_path = ckpt_path
         self.config[subcommand]["ckpt_path"] = None  # hidden from LightningCLI's own checkpoint parsing (#21455)
 
+    @staticmethod
+    def run_folder(config) -> Optional[str]:
+        """Name the run's logger after --run_name (runs.py) and return where `--ckpt_path last` looks: the newest
+        out/NAME/version_N/checkpoints with a last.ckpt (else out/NAME, which has none)."""
+        run_name = config.get("run_name") or runs.default_run_name(config.get("config"))
+        where = runs.apply_run_name(config.trainer, run_name, given=config.get("run_name") is not None)
+        return str(runs.latest_checkpoint_dir(*where) or Path(*where)) if where else None
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         self.subcommand_parsers = [*getattr(self, "subcommand_parsers", []), parser]
+        parser.add_argument(
+            "--run_name",
+            type=Optional[str],
+            default=None,
+            help="Name of the run: logs and checkpoints go to out/NAME/version_N/ (a new N for each run, nothing "
+            "overwritten; --ckpt_path last continues the newest). None: the --config file's stem, else `run`. An "
+            "explicit --checkpoint.dirpath still sets the checkpoint folder.",
+        )
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.tokenizer_meta", "model.tokenizer", apply_on="instantiate")
@@ -216,6 +233,8 @@ class GPTLightningCLI(LightningCLI):
         config = self.subcommand_config(self.config)
         if self.subcommand:
             config["ckpt_path"] = self.resolved_ckpt_path  # see parse_arguments
+        if self.subcommand:
+            self.run_folder(config)  # the logger's name, on the final config (parse_arguments may parse again)
         trainer = config.trainer
         if trainer.precision is None and not has_precision_plugin(trainer.get("plugins")):
             trainer.precision = auto_precision(trainer.accelerator)  # bf16-mixed on a GPU, else 32-true
