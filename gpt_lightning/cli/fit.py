@@ -233,7 +233,6 @@ class GPTLightningCLI(LightningCLI):
         config = self.subcommand_config(self.config)
         if self.subcommand:
             config["ckpt_path"] = self.resolved_ckpt_path  # see parse_arguments
-        if self.subcommand:
             self.run_folder(config)  # the logger's name, on the final config (parse_arguments may parse again)
         trainer = config.trainer
         if trainer.precision is None and not has_precision_plugin(trainer.get("plugins")):

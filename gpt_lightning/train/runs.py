@@ -29,13 +29,15 @@ def default_run_name(config_paths) -> str:
 
 
 def apply_run_name(trainer_config, run_name: str, given: bool) -> Optional[tuple[str, str]]:
-    """Name the run's logger NAME (given on the command line, or the logger has no name of its own), adding a
-    TensorBoardLogger under out/ when none is configured; returns (save_dir, name) of the logger, None without one."""
+    """Name the run's logger NAME (given on the command line, or the logger has no name of its own); with no logger
+    configured, a given NAME adds a TensorBoardLogger under --trainer.default_root_dir (else out/), and no NAME leaves
+    Lightning's default (DEFAULT_ROOT_DIR/lightning_logs). Returns (save_dir, name) of the logger, None without one."""
     logger = trainer_config.get("logger")
-    if logger is False:
+    if logger is False or (logger in (None, True) and not given):
         return None
     if logger is None or logger is True:
-        logger = {"class_path": DEFAULT_LOGGER, "init_args": {"save_dir": "out", "default_hp_metric": False}}
+        save_dir = trainer_config.get("default_root_dir") or "out"
+        logger = {"class_path": DEFAULT_LOGGER, "init_args": {"save_dir": str(save_dir), "default_hp_metric": False}}
         trainer_config["logger"] = logger = _namespace(logger)
     first = logger[0] if isinstance(logger, list) else logger
     init_args = first.get("init_args") if hasattr(first, "get") else None

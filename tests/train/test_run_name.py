@@ -9,9 +9,8 @@ import torch
 
 from helpers import new_root, run_cli_in
 
-pytestmark = pytest.mark.slow  # four tiny fits
 
-
+@pytest.mark.slow  # four tiny fits
 def test_runs_of_one_name_never_overwrite_and_last_continues_the_newest(tmp_path, data_root):
     root = new_root(tmp_path, data_root, **{"checkpoint.dirpath": None, "trainer.max_steps": 2})
     assert run_cli_in(root, ["fit", "--config", "tiny.yaml"]) == 0
@@ -32,3 +31,21 @@ def test_run_name_defaults_to_the_config_stem():
 
     assert default_run_name(["configs/shakespeare_char_cpu.yaml"]) == "shakespeare_char_cpu"
     assert default_run_name([]) == "run" and default_run_name(None) == "run"
+
+
+def test_run_name_and_the_logger_configured():
+    from jsonargparse import Namespace
+
+    from gpt_lightning.train.runs import apply_run_name
+
+    tb = lambda name: Namespace(logger=Namespace(class_path="x", init_args=Namespace(save_dir="out", name=name)))  # noqa: E731
+    config = tb("lightning_logs")  # a preset without a name of its own: the run name
+    assert apply_run_name(config, "shakespeare_char_cpu", given=False) == ("out", "shakespeare_char_cpu")
+    config = tb("mine")  # a name of the user's config stays, unless --run_name is given
+    assert apply_run_name(config, "stem", given=False) == ("out", "mine")
+    assert apply_run_name(config, "exp1", given=True) == ("out", "exp1") and config.logger.init_args.name == "exp1"
+    assert apply_run_name(Namespace(logger=False), "exp1", given=True) is None
+    config = Namespace(logger=None, default_root_dir="runs")  # no logger: Lightning's default unless named
+    assert apply_run_name(config, "stem", given=False) is None and config.logger is None
+    assert apply_run_name(config, "exp1", given=True) == ("runs", "exp1")
+    assert config.logger.class_path == "lightning.pytorch.loggers.TensorBoardLogger"
