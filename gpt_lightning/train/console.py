@@ -135,6 +135,7 @@ class GPTProgressBar(TQDMProgressBar):
         bar.set_description("train")
         bar.total = trainer.max_steps if trainer.max_steps > 0 else None  # an endless stream has no epochs
         bar.initial = bar.n = trainer.global_step  # a resumed run continues from its step
+        bar.refresh()
 
     def on_train_epoch_start(self, trainer: L.Trainer, *_) -> None:
         pass  # steps, not batches of an epoch: Lightning would reset the count and write "Epoch 0"
