@@ -1,6 +1,6 @@
 """`python -m gpt_lightning doctor`: what to know about this machine before starting a long run.
 
-    python -m gpt_lightning doctor [--out_dir out] [--data_dir data/openwebtext] [--check_compile true]
+    python -m gpt_lightning doctor [--out_dir out] [--data_dir data/openwebtext] [--check_compile true|false]
 
 One line per fact: torch and CUDA, each GPU with its peak FLOPs entry (what MFU is computed against), bf16,
 TF32, whether torch.compile works here, the distributed backends, Lightning against the tested range, free
@@ -9,8 +9,9 @@ something off; one that ends in `problem: ...` stops it, and makes the exit stat
 
 Lightning is not imported (its version comes from the package metadata). The compile check runs in a process
 of its own, alongside the other checks, and takes most of the time: it compiles a tiny function for real, not
-from the cache. Measured on a 2-core CPU VM shared with other jobs: 2.5 s of CPU time without the compile
-check, about 11 s with it (10 and 30-36 s wall at load 5-10).
+from the cache. It runs by default only where a GPU is present (where `--model.compile auto` compiles); on a CPU
+it is opt-in (--check_compile true). Measured on a 2-core CPU VM shared with other jobs: 2.5 s of CPU time without
+the compile check, about 11 s with it (10 and 30-36 s wall at load 5-10).
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def data_state(data_dir: Path) -> tuple[str, Optional[str]]:
 def doctor(
     out_dir: Path = Path("out"),
     data_dir: Optional[Path] = None,
-    check_compile: bool = True,
+    check_compile: Optional[bool] = None,
     compile_timeout: float = 120.0,
 ) -> int:
     """Check this machine before a long run; prints one line per fact and returns the number of problems.
@@ -182,11 +183,14 @@ def doctor(
     Args:
         out_dir: where runs will write checkpoints and logs (free disk is reported for it).
         data_dir: a prepared data folder to check as `fit` would (meta.json, bins, token ids).
-        check_compile: compile a tiny function with torch.compile to see whether the compiler works here.
+        check_compile: compile a tiny function with torch.compile to see whether the compiler works here (tens
+            of seconds on a CPU). None: only where a GPU is present, the only place `--model.compile auto` compiles.
         compile_timeout: seconds to wait for that compile.
     """
     t0 = time.perf_counter()
     cuda = torch.cuda.is_available()
+    if check_compile is None:
+        check_compile = cuda
     probe = start_compile_probe("cuda" if cuda else "cpu") if check_compile else None
     report = Report()
     report.line("python", sys.version.split()[0])
@@ -235,7 +239,8 @@ def doctor(
         )
 
     if probe is None:
-        report.line("compile", "not checked (--check_compile false)")
+        why = "no GPU: --model.compile auto does not compile here" if not cuda else "--check_compile false"
+        report.line("compile", f"not checked ({why}; --check_compile true checks it)")
     else:
         works, text = compile_result(probe, compile_timeout)
         where = "cuda" if cuda else "cpu"

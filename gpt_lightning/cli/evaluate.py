@@ -1,6 +1,6 @@
 """`python -m gpt_lightning evaluate`: zero-shot benchmark scores of a checkpoint.
 
-    python -m gpt_lightning evaluate --ckpt_path out/gpt2/checkpoints/last.ckpt --tasks hellaswag --limit 1000
+    python -m gpt_lightning evaluate --ckpt_path out/gpt2/version_0/checkpoints/last.ckpt --tasks hellaswag --limit 1000
     python -m gpt_lightning evaluate --ckpt_path gpt2 --tasks hellaswag --protocol lm-eval   # OpenAI's GPT-2 124M
     python -m gpt_lightning evaluate --ckpt_path gpt2 --tasks hellaswag,lambada_openai,arc_easy,piqa,winogrande
 

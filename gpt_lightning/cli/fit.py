@@ -8,7 +8,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import logging
 import os
 import re
 import signal
@@ -20,19 +19,21 @@ from typing import Optional
 
 from jsonargparse import ArgumentError, DefaultHelpFormatter
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from gpt_lightning.cli import LIGHTNING_SUBCOMMANDS, fit_checkpoints
-from gpt_lightning.data.datamodule import TokenBinDataModule, prepare_if_missing
+from gpt_lightning.cli.help import organize_help
+from gpt_lightning.data.datamodule import TokenBinDataModule, settle_data_options
 from gpt_lightning.data.sampling import EpochMonitor
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import remove_stale_temporaries
 from gpt_lightning.hardware import auto_precision, enable_tf32
-from gpt_lightning.train import safety
+from gpt_lightning.train import runs, safety
 from gpt_lightning.train.callbacks import LastCheckpoint, TextSampleCallback
+from gpt_lightning.train.console import ConsoleLog, GPTProgressBar, RunSummary, quiet_lightning_startup, run_last
 from gpt_lightning.train.fsdp import fsdp_strategy
 from gpt_lightning.train.hellaswag import HellaSwagEval
 from gpt_lightning.train.module import GPTLightningModule
@@ -44,12 +45,10 @@ from gpt_lightning.weights.load import default_pad_vocab_multiple
 # The validation dataset has a length so progress bars know their total; it is not split over workers, so
 # Lightning's warning about lengths with several workers does not apply.
 warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined.*")
-# Lightning's advertising ("💡 Tip: ... try installing litlogger"); its other messages are kept
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-    lambda record: not str(record.msg).startswith("💡 Tip:")
-)
+# Lightning's advertising ("💡 Tip: ...") and its GPU/TPU availability lines; its other messages are kept
+quiet_lightning_startup()
 # ModelCheckpoint warns whenever its folder has files (run.lock, a resumed run's checkpoints); a new run into a
-# folder with checkpoints is refused before this (resume.refuse_to_overwrite_run), so the warning says nothing more
+# folder with checkpoints is refused before this (fit_checkpoints.refuse_to_overwrite_run): the warning adds nothing
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 # Deprecations inside Lightning 2.6's own calls into jsonargparse and torch, which nothing here can change
 warnings.filterwarnings("ignore", message=r".*skip_none parameter was deprecated.*")
@@ -105,7 +104,13 @@ class GPTLightningCLI(LightningCLI):
                 save_config_kwargs={"overwrite": True},
                 # num_sanity_val_steps=-1: the sanity check validates on every val batch, logged as the val/loss at
                 # the starting step (see GPTLightningModule.on_validation_epoch_end); 0 skips it
-                trainer_defaults={"max_epochs": -1, "log_every_n_steps": 50, "num_sanity_val_steps": -1},
+                # enable_model_summary: the start-up prints the parameters instead (train/console.py), as nanoGPT
+                trainer_defaults={
+                    "max_epochs": -1,
+                    "log_every_n_steps": 50,
+                    "num_sanity_val_steps": -1,
+                    "enable_model_summary": False,
+                },
                 # a mistake in the options is one line and a hint (parse_arguments), not ~100 lines of usage
                 parser_kwargs={
                     "exit_on_error": False,
@@ -134,6 +139,7 @@ class GPTLightningCLI(LightningCLI):
         defaults < checkpoint < config file < command line. (LightningCLI 2.6 itself applies them over the config
         file and command line, right after this hook: #21455, open. It is kept from seeing the path, which
         before_instantiate_classes gives back; tests/test_compat.py checks that Lightning still works this way.)"""
+        self.command_line = [str(a) for a in (sys.argv[1:] if args is None else args if isinstance(args, list) else [])]
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as e:
@@ -143,7 +149,8 @@ class GPTLightningCLI(LightningCLI):
         if not subcommand:
             return
         config = expand_home_in_paths(self.config[subcommand])
-        ckpt_path = fit_checkpoints.resolve_ckpt_path(config.get("ckpt_path"), config.checkpoint.dirpath)
+        checkpoint_dir = config.checkpoint.dirpath or self.run_folder(config)  # --run_name's newest run (runs.py)
+        ckpt_path = fit_checkpoints.resolve_ckpt_path(config.get("ckpt_path"), checkpoint_dir)
         if ckpt_path and Path(ckpt_path).is_file():
             self.resume_from = (ckpt_path, fit_checkpoints.load_checkpoint_meta(ckpt_path))
             hparams = self.resume_from[1].get("hyper_parameters", {})
@@ -159,8 +166,24 @@ class GPTLightningCLI(LightningCLI):
         self.resolved_ckpt_path = ckpt_path
         self.config[subcommand]["ckpt_path"] = None  # hidden from LightningCLI's own checkpoint parsing (#21455)
 
+    @staticmethod
+    def run_folder(config) -> Optional[str]:
+        """Name the run's logger after --run_name (runs.py) and return where `--ckpt_path last` looks: the newest
+        out/NAME/version_N/checkpoints with a last.ckpt (else out/NAME, which has none)."""
+        run_name = config.get("run_name") or runs.default_run_name(config.get("config"))
+        where = runs.apply_run_name(config.trainer, run_name, given=config.get("run_name") is not None)
+        return str(runs.latest_checkpoint_dir(*where) or Path(*where)) if where else None
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         self.subcommand_parsers = [*getattr(self, "subcommand_parsers", []), parser]
+        parser.add_argument(
+            "--run_name",
+            type=Optional[str],
+            default=None,
+            help="Name of the run: logs and checkpoints go to out/NAME/version_N/ (a new N for each run, nothing "
+            "overwritten; --ckpt_path last continues the newest). None: the --config file's stem, else `run`. An "
+            "explicit --checkpoint.dirpath still sets the checkpoint folder.",
+        )
         parser.link_arguments("data.block_size", "model.block_size")
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("data.tokenizer_meta", "model.tokenizer", apply_on="instantiate")
@@ -190,6 +213,11 @@ class GPTLightningCLI(LightningCLI):
             if key in parser.groups:
                 parser.groups[key].title = title
 
+    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        organize_help(parser, f"python -m gpt_lightning {subcommand}")  # most used options first (cli/help.py)
+        return parser
+
     @property
     def known_keys(self) -> list[str]:
         """Every option a subcommand takes, dotted (`model.n_layer`), for the hint after a misspelled one."""
@@ -215,6 +243,7 @@ class GPTLightningCLI(LightningCLI):
                 )
             # Lightning reads the checkpoint again after read_checkpoint checked it: tensors only there too
             config["weights_only"] = True
+            self.run_folder(config)  # the logger's name, on the final config (parse_arguments may parse again)
         trainer = config.trainer
         if trainer.precision is None and not has_precision_plugin(trainer.get("plugins")):
             trainer.precision = auto_precision(trainer.accelerator)  # bf16-mixed on a GPU, else 32-true
@@ -240,8 +269,9 @@ class GPTLightningCLI(LightningCLI):
                 fit_checkpoints.check_checkpoint_fits_before_building(path, ckpt, building, self.subcommand == "fit")
         if self.subcommand == "fit" and not config.get("ckpt_path"):
             fit_checkpoints.refuse_to_overwrite_run(config.checkpoint.dirpath)  # early; again under the lock
-        # the named step that may download and tokenize --data.source, before argument linking reads meta.json
-        prepare_if_missing(config.data.data_dir, config.data.source, config.data.tokenizer)
+        # the named step that may download and tokenize --data.source, before argument linking reads meta.json; a
+        # preset's source is only for its own folder, a tokenizer must agree with the folder
+        settle_data_options(config.data, self.command_line)
 
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()
@@ -269,16 +299,18 @@ class GPTLightningCLI(LightningCLI):
         # checkpoints are written atomically, unless the user configured a CheckpointIO of their own
         kwargs = {"plugins": safety.with_atomic_checkpoint_io(trainer_config.get("plugins")), **kwargs}
         # Lightning's default progress bar is Rich's when `rich` happens to be installed, redrawn every batch
-        # (on a near-zero-compute model, ~0.5-1 ms per step more than no bar). Ours is TQDM's, redrawn every
-        # 10 batches: the same bar whatever is installed, and fewer redraws. A progress bar given in
-        # --trainer.callbacks replaces it; --trainer.enable_progress_bar=false turns it off.
+        # (on a near-zero-compute model, ~0.5-1 ms per step more than no bar). Ours is TQDM's (train/console.py:
+        # steps of max_steps, loss, LR, tokens/s), redrawn every 10 steps: the same bar whatever is installed.
+        # A progress bar given in --trainer.callbacks replaces it; --trainer.enable_progress_bar=false turns it off.
         given = kwargs.get("callbacks", trainer_config.get("callbacks")) or []
         given = list(given) if isinstance(given, (list, tuple)) else [given]
         if trainer_config.get("enable_progress_bar", True) is not False and not any(
             isinstance(c, ProgressBar) for c in given
         ):
-            kwargs["callbacks"] = [*given, TQDMProgressBar(refresh_rate=10)]
+            kwargs["callbacks"] = [*given, GPTProgressBar(refresh_rate=10)]
         trainer = super().instantiate_trainer(**kwargs)
+        if self.subcommand in (None, "fit"):  # the loss, LR and tokens/s on the console, and the end-of-run summary
+            trainer.callbacks = run_last([*trainer.callbacks, ConsoleLog(), RunSummary()])
         # the Trainer knows its device now; only a flag, set before Lightning's tensor-core hint would print
         enable_tf32(trainer.strategy.root_device)
         if no_logger(trainer_config.get("logger")):

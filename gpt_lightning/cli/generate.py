@@ -1,6 +1,6 @@
 """`python -m gpt_lightning generate`: sample text from a checkpoint.
 
-    python -m gpt_lightning generate --ckpt_path out/shakespeare_char/checkpoints/last.ckpt \\
+    python -m gpt_lightning generate --ckpt_path out/shakespeare_char/version_0/checkpoints/last.ckpt \\
         --prompt "ROMEO:" --max_new_tokens 500 --num_samples 3 --temperature 0.8 --top_k 200 --seed 1337
 
 The text goes to stdout (samples separated by a line of dashes, as nanoGPT's sample.py), everything else
@@ -54,7 +54,7 @@ def generate(
     """Sample text from a trained model: a .ckpt written by `fit` (its tokenizer comes with it) or nanoGPT's ckpt.pt.
 
     Args:
-        ckpt_path: the checkpoint, e.g. out/shakespeare_char/checkpoints/last.ckpt (a folder means its last.ckpt), or
+        ckpt_path: the checkpoint, e.g. out/shakespeare_char/version_0/checkpoints/last.ckpt (a folder means its last.ckpt), or
             nanoGPT's out-*/ckpt.pt.
         meta: for nanoGPT's ckpt.pt: its dataset's meta.pkl (or the data folder holding it). Without it, meta.pkl is
             looked for as nanoGPT's sample.py does (data/<dataset>/meta.pkl under the current folder), then beside

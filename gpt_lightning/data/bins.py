@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -95,7 +95,13 @@ class BinWriter:
 
 
 def make_meta(
-    tokenizer: dict, vocab_size: int, dtype: np.dtype, writers: dict[str, BinWriter], val_fraction: float, source: dict
+    tokenizer: dict,
+    vocab_size: int,
+    dtype: np.dtype,
+    writers: dict[str, BinWriter],
+    val_fraction: float,
+    source: dict,
+    text_bytes: Optional[dict[str, int]] = None,
 ) -> dict:
     """meta.json's content for bins just written: the one place its schema is spelled out."""
     return {
@@ -104,6 +110,8 @@ def make_meta(
         "tokenizer": tokenizer,
         "dtype": dtype.name,
         **{f"{split}_tokens": w.count for split, w in writers.items()},
+        # UTF-8 bytes of each split's text: bits per byte (val/bpb) compare across tokenizers (data/bytes.py)
+        **{f"{split}_bytes": n for split, n in (text_bytes or {}).items()},
         "max_token_id": {split: w.max_id for split, w in writers.items()},
         "val_fraction": val_fraction,
         "source": source,  # name, corpus, documents, sha256 of the text

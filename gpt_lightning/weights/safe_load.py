@@ -32,7 +32,7 @@ def read_checkpoint(path: Union[str, Path], *, mmap: bool = False, expected: str
             raise UserError(f"{path} is a folder without a last.ckpt; pass the path of {expected}.")
         path = found
     if not path.is_file():
-        raise UserError(f"{path} does not exist; pass {expected}, e.g. out/NAME/checkpoints/last.ckpt.")
+        raise UserError(f"{path} does not exist; pass {expected}, e.g. out/NAME/version_0/checkpoints/last.ckpt.")
     instead = f"pass {expected}"
     others = sorted(path.parent.glob("best-*.ckpt")) if path.name == "last.ckpt" else []
     if others:  # a run killed while Lightning wrote last.ckpt itself; our own saves are atomic

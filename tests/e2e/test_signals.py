@@ -70,6 +70,7 @@ def test_signal_saves_at_step_boundary_and_resumes_exactly(tmp_path, monkeypatch
     assert "Traceback" not in stderr
     assert f"{signal.Signals(sig).name} received: finishing this optimizer step" in stderr
     assert "Resume with the same command plus --ckpt_path last." in stdout + stderr
+    assert f"run stopped by {signal.Signals(sig).name} at step" in stdout  # the end-of-run summary (console.py)
     ckpt = torch.load(root / "out/ckpt/last.ckpt", weights_only=False)
     step = ckpt["global_step"]
     assert 2 <= step < STEPS  # the step in progress was finished, then the run stopped

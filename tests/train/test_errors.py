@@ -29,6 +29,10 @@ def missing_data_folder(root: Path) -> list[str]:
     return [*FIT, "--data.data_dir", "data/nope", "--checkpoint.dirpath", "out/new"]
 
 
+def tokenizer_disagrees_with_folder(root: Path) -> list[str]:
+    return [*FIT, "--data.tokenizer", "gpt2", "--checkpoint.dirpath", "out/new"]
+
+
 def bins_without_meta(root: Path) -> list[str]:
     copy_data(root, "nometa", meta=False)
     return [*FIT, "--data.data_dir", "data/nometa", "--checkpoint.dirpath", "out/new"]
@@ -337,6 +341,7 @@ def ckpt_hparams_say_a_huge_model(root: Path) -> list[str]:
 
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
+    (tokenizer_disagrees_with_folder, "error: --data.tokenizer gpt2 disagrees with data/tiny, which was prepared with"),
     (bins_without_meta, "error: Data folder data/nometa was left half-written by a `prepare` that stopped"),
     (bin_not_whole_tokens, "holds 36001 bytes, not a whole number of uint16 tokens"),
     (

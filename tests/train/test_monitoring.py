@@ -44,16 +44,22 @@ def tb_run(tmp_path_factory, data_root):
 def test_tags_and_steps(tb_run):
     root, _, acc = tb_run
     scalars = set(acc.Tags()["scalars"])
-    expected = {"train/loss", "train/lr", "train/grad_norm", "train/epoch", "val/loss", "val/perplexity"}
-    expected.add("perf/tokens_per_sec")
+    expected = {"train/loss", "train/lr", "train/grad_norm", "train/epoch", "train/tokens"}
+    expected |= {"val/loss", "val/perplexity", "val/bpb", "val/best_loss", "val/best_bpb", "perf/tokens_per_sec"}
     # no Lightning "epoch" (train/epoch counts passes over the data), one LR curve (not lr-AdamW/pg1 and pg2),
     # no MFU on a CPU without a known peak
     assert scalars == expected
     # every scalar at the optimizer steps done
-    for tag in ("train/loss", "train/lr", "train/grad_norm", "train/epoch", "perf/tokens_per_sec"):
+    for tag in ("train/loss", "train/lr", "train/grad_norm", "train/epoch", "train/tokens", "perf/tokens_per_sec"):
         assert steps_of(acc, tag) == [2, 4, 6, 8, 10], tag
     assert steps_of(acc, "val/loss") == [0, 4, 8, 10]  # at the start, every 4, and the final step
     assert steps_of(acc, "val/perplexity") == [0, 4, 8, 10]
+    assert steps_of(acc, "val/bpb") == [0, 4, 8, 10]
+    assert steps_of(acc, "val/best_loss") == [0, 4, 8, 10]  # HPARAMS' best val loss: the running minimum
+    losses = [e.value for e in acc.Scalars("val/loss")]
+    assert [e.value for e in acc.Scalars("val/best_loss")] == [min(losses[: i + 1]) for i in range(len(losses))]
+    # tokens seen: steps x batch 8 x block 16 x accumulation 2
+    assert [e.value for e in acc.Scalars("train/tokens")] == [s * 8 * 16 * 2 for s in (2, 4, 6, 8, 10)]
     val = dict((e.step, e.value) for e in acc.Scalars("val/loss"))
     assert abs(val[0] - math.log(14)) < 0.3  # a fresh model: about ln(vocab_size) (14 characters)
     assert all(e.value > 0 for e in acc.Scalars("train/grad_norm"))
@@ -86,8 +92,9 @@ def test_custom_scalars_layout_opens_on_the_losses(tb_run):
     first = layout.category[0].chart[0]
     assert list(first.multiline.tag) == ["^train/loss$", "^val/loss$"]  # train and val loss on one chart
     charts = [tag for c in layout.category for chart in c.chart for tag in chart.multiline.tag]
-    assert charts[:6] == [
-        "^train/loss$", "^val/loss$", "^val/perplexity$", "^train/lr$", "^train/grad_norm$", "^train/epoch$"
+    assert charts[:8] == [
+        "^train/loss$", "^val/loss$", "^val/bpb$", "^val/perplexity$", "^train/lr$", "^train/grad_norm$",
+        "^train/tokens$", "^train/epoch$",
     ]  # fmt: skip
     assert "^perf/mfu$" not in charts  # not known on this CPU: no empty chart
     assert "^perf/tokens_per_sec$" in charts
@@ -98,10 +105,13 @@ def test_hparams_tab_and_compact_vocabulary(tb_run):
 
     root, run_dir, acc = tb_run
     content = acc.PluginTagToContent("hparams")
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    assert [m.name.tag for m in experiment.metric_infos] == ["val/loss"]
-    names = {h.name for h in experiment.hparam_infos}
+    # no experiment (TensorBoard derives the columns from all runs, see test_hparams_tell_two_runs_apart)
+    assert "_hparams_/experiment" not in content
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    names = set(start.hparams)
     assert {"n_layer", "n_embd", "learning_rate", "weight_decay", "data.batch_size", "trainer.max_steps"} <= names
+    assert start.hparams["bias"].string_value == "false"  # readable, not 0.0000
+    assert start.hparams["seed"].string_value == "1337"
     assert "hp_metric" not in acc.Tags()["scalars"]  # no placeholder metric
     hparams = yaml.safe_load((run_dir / "hparams.yaml").read_text())
     assert isinstance(hparams["tokenizer"]["chars"], str) and len(hparams["tokenizer"]["chars"]) == 14
@@ -157,6 +167,15 @@ def test_fit_help_documents_every_option_group(capsys):
     assert text.startswith("usage: python -m gpt_lightning") and "__main__" not in text
     assert "after every epoch" not in text
     assert "(type: str, default: '\\n')" in text  # the newline prompt, visible
+    # a one-line usage, then the options set most often (model, data, trainer basics) before the long tail
+    usage, _, rest = text.partition("\n")
+    assert usage.startswith("usage: python -m gpt_lightning fit [-c CONFIG]") and "--trainer.min_epochs" not in usage
+    first_group = rest[: rest.index("\noptions:")]
+    assert "Most used options" in first_group
+    for option in ("--model.n_layer", "--data.data_dir", "--trainer.max_steps", "--trainer.devices", "--ckpt_path"):
+        assert f"  {option} " in first_group, option
+    groups = [text.index(title) for title in ("A GPT and how to train it:", "Token bins made", "Customize every")]
+    assert groups == sorted(groups)  # model, data, then the Trainer's forty options
     for group in ("checkpoint", "last_checkpoint", "sample", "throughput", "eval", "model", "data"):
         options = re.findall(rf"^  --{group}\.(\w+) \S+([^\n]*)\n((?:\s{{20,}}[^\n]*\n)*)", text, flags=re.M)
         assert options, group
@@ -164,3 +183,26 @@ def test_fit_help_documents_every_option_group(capsys):
             description = same_line + " " + next_lines  # after the metavar, on its line or the next ones
             words = (description.split("(type:")[0] if "(type:" in description else description).split()
             assert len(words) >= 2, f"--{group}.{name} has no description"
+
+
+@pytest.mark.slow  # two fits
+def test_hparams_tell_two_runs_apart(tmp_path, data_root):
+    """Two runs that differ only in learning rate: TensorBoard's HPARAMS table (its own backend code, on the hparams
+    data both runs wrote) shows learning_rate in the first column, with both values."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import backend_context
+
+    root = new_root(tmp_path, data_root, **{"trainer.logger": TENSORBOARD, "trainer.max_steps": 2})
+    for i, lr in enumerate(("1e-2", "3e-3")):
+        args = ["fit", "--config", "tiny.yaml", f"--model.learning_rate={lr}", f"--checkpoint.dirpath=out/ckpt{i}"]
+        assert run_cli_in(root, args) == 0
+    runs = EventMultiplexer().AddRunsFromDirectory(str(root / "out" / "tiny"))
+    runs.Reload()
+    content = {run: runs.PluginRunToTagToContent("hparams")[run] for run in runs.Runs()}
+    assert len(content) == 2 and not any("_hparams_/experiment" in tags for tags in content.values())
+    context = backend_context.Context.__new__(backend_context.Context)  # the methods used read no state
+    experiment = context._compute_experiment_from_runs(None, "", False, content)
+    backend_context._sort_and_reduce_to_hparams_limit(experiment)
+    first = experiment.hparam_infos[0]
+    assert first.name == "learning_rate" and first.differs
+    assert [h.name for h in experiment.hparam_infos if h.differs] == ["learning_rate"]
