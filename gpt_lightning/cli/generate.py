@@ -54,8 +54,8 @@ def generate(
     """Sample text from a trained model: a .ckpt written by `fit` (its tokenizer comes with it) or nanoGPT's ckpt.pt.
 
     Args:
-        ckpt_path: the checkpoint, e.g. out/shakespeare_char/version_0/checkpoints/last.ckpt (a folder means its last.ckpt), or
-            nanoGPT's out-*/ckpt.pt.
+        ckpt_path: the checkpoint, e.g. out/shakespeare_char/version_0/checkpoints/last.ckpt (a folder means its
+            last.ckpt), or nanoGPT's out-*/ckpt.pt.
         meta: for nanoGPT's ckpt.pt: its dataset's meta.pkl (or the data folder holding it). Without it, meta.pkl is
             looked for as nanoGPT's sample.py does (data/<dataset>/meta.pkl under the current folder), then beside
             the checkpoint; with none, GPT-2's BPE.

@@ -235,19 +235,20 @@ def startup_lines(trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]
 def schedule_cut_short(max_steps: int, hp) -> Optional[str]:
     """A note when max_steps ends the run before the LR schedule has decayed (lr_decay_steps > max_steps): the
     run's last LR is then well above min_lr, which nothing else would say."""
-    needed = ("learning_rate", "min_lr", "warmup_steps", "lr_decay_steps")
-    if max_steps is None or max_steps <= 0 or not hp.get("decay_lr", False) or any(k not in hp for k in needed):
-        return None
-    if hp["lr_decay_steps"] <= max_steps:
-        return None
-    from gpt_lightning.train.module import lr_at
+    from gpt_lightning.train.options import pick
+    from gpt_lightning.train.schedules import ScheduleSettings
 
-    last = lr_at(max_steps - 1, hp["learning_rate"], hp["warmup_steps"], hp["lr_decay_steps"], hp["min_lr"])
+    if max_steps is None or max_steps <= 0 or "learning_rate" not in hp:
+        return None
+    schedule = ScheduleSettings(**pick(ScheduleSettings, hp))
+    if schedule.name == "constant" or schedule.lr_decay_steps <= max_steps:
+        return None
+    peak = hp["learning_rate"]
+    last = schedule.lr(max_steps - 1, peak)
     return (
         f"note: --trainer.max_steps {max_steps} ends the run before the LR schedule does (--model.lr_decay_steps "
-        f"{hp['lr_decay_steps']}): the last step trains at {last:.2e}, {last / hp['learning_rate']:.0%} of the peak "
-        f"{hp['learning_rate']:.2e}, not min_lr {hp['min_lr']:.2e}; set --model.lr_decay_steps {max_steps} to decay "
-        "fully."
+        f"{schedule.lr_decay_steps}): the last step trains at {last:.2e}, {last / peak:.0%} of the peak "
+        f"{peak:.2e}, not min_lr {schedule.min_lr:.2e}; set --model.lr_decay_steps {max_steps} to decay fully."
     )
 
 
@@ -293,7 +294,7 @@ class RunSummary(L.Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         from gpt_lightning.train.nonfinite import NonFiniteLossError
-        from gpt_lightning.train.resume import TrainingInterrupted
+        from gpt_lightning.train.safety import TrainingInterrupted
 
         if isinstance(exception, TrainingInterrupted):
             self.report(trainer, f"stopped by {signal_name(exception.signum)}")

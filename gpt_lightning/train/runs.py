@@ -33,8 +33,8 @@ def apply_run_name(trainer_config, run_name: str, given: bool) -> Optional[tuple
     configured, a given NAME adds a TensorBoardLogger under --trainer.default_root_dir (else out/), and no NAME leaves
     Lightning's default (DEFAULT_ROOT_DIR/lightning_logs). Returns (save_dir, name) of the logger, None without one."""
     logger = trainer_config.get("logger")
-    if logger is False or (logger in (None, True) and not given):
-        return None
+    if logger is False or (isinstance(logger, list) and not logger) or (logger in (None, True) and not given):
+        return None  # no logger (False, or an empty list)
     if logger is None or logger is True:
         save_dir = trainer_config.get("default_root_dir") or "out"
         logger = {"class_path": DEFAULT_LOGGER, "init_args": {"save_dir": str(save_dir), "default_hp_metric": False}}
