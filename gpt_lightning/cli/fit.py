@@ -67,15 +67,19 @@ class HelpFormatter(DefaultHelpFormatter):
         return text
 
 
-# The option groups of callbacks the CLI always adds, titled for this project (a group's title is otherwise the
+# Every callback the CLI adds, registered here and in GPTLightningCLI.with_added_callbacks (those without settings).
+# These have settings: an option group each (`--KEY.*`), titled for this project (a group's title is otherwise the
 # first line of its class docstring: ModelCheckpoint's speaks of saving "after every epoch").
-GROUP_TITLES = {
-    "checkpoint": "The best checkpoint by val/loss (best-stepNNNNNN-valX.XXXX.ckpt), kept after each validation "
-    "(Lightning's ModelCheckpoint)",
-    "last_checkpoint": "last.ckpt, to resume from (--ckpt_path last)",
-    "sample": "A generated text sample in TensorBoard after each validation",
-    "throughput": "Tokens per second and MFU (perf/tokens_per_sec, perf/mfu)",
-    "eval": "HellaSwag accuracy while training (eval/hellaswag_acc_norm)",
+CALLBACK_GROUPS = {
+    "checkpoint": (
+        ModelCheckpoint,
+        "The best checkpoint by val/loss (best-stepNNNNNN-valX.XXXX.ckpt), kept after each validation "
+        "(Lightning's ModelCheckpoint)",
+    ),
+    "last_checkpoint": (LastCheckpoint, "last.ckpt, to resume from (--ckpt_path last)"),
+    "sample": (TextSampleCallback, "A generated text sample in TensorBoard after each validation"),
+    "throughput": (ThroughputLogger, "Tokens per second and MFU (perf/tokens_per_sec, perf/mfu)"),
+    "eval": (HellaSwagEval, "HellaSwag accuracy while training (eval/hellaswag_acc_norm)"),
 }
 
 # LearningRateMonitor's options, replaced by train/lr (logged by the module with train/loss)
@@ -194,7 +198,9 @@ class GPTLightningCLI(LightningCLI):
             help="Validate every N optimizer steps (sets trainer.val_check_interval to N x accumulate_grad_batches, "
             "since Lightning counts it in batches).",
         )
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        for key, (callback, title) in CALLBACK_GROUPS.items():  # each callback with settings: --KEY.* options
+            parser.add_lightning_class_args(callback, key)
+            parser.groups[key].title = title
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/loss",
@@ -204,14 +210,7 @@ class GPTLightningCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
-        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
-        parser.add_lightning_class_args(TextSampleCallback, "sample")
-        parser.add_lightning_class_args(ThroughputLogger, "throughput")
-        parser.add_lightning_class_args(HellaSwagEval, "eval")
-        for key, title in GROUP_TITLES.items():
-            if key in parser.groups:
-                parser.groups[key].title = title
 
     def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
@@ -309,17 +308,9 @@ class GPTLightningCLI(LightningCLI):
         ):
             kwargs["callbacks"] = [*given, GPTProgressBar(refresh_rate=10)]
         trainer = super().instantiate_trainer(**kwargs)
-        if self.subcommand in (None, "fit"):  # the loss, LR and tokens/s on the console, and the end-of-run summary
-            trainer.callbacks = run_last([*trainer.callbacks, ConsoleLog(), RunSummary()])
         # the Trainer knows its device now; only a flag, set before Lightning's tensor-core hint would print
         enable_tf32(trainer.strategy.root_device)
-        if no_logger(trainer_config.get("logger")):
-            # the text samples need a logger; with logging off, leave them out
-            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, TextSampleCallback)]
-        else:
-            trainer.callbacks.append(EpochMonitor())  # train/epoch: passes over the train split
-        if any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers):
-            trainer.callbacks.append(TensorBoardLayout())  # the charts TensorBoard opens on, and HPARAMS
+        trainer.callbacks = self.with_added_callbacks(trainer, logged=not no_logger(trainer_config.get("logger")))
         # Done on the Trainer, not the config: only the Trainer knows how many devices "auto" or -1 resolves to.
         if self.subcommand in (None, "fit"):
             set_tokens_per_step(trainer, self.datamodule)
@@ -327,6 +318,21 @@ class GPTLightningCLI(LightningCLI):
             # Lightning counts val_check_interval in batches; after the accumulation is known
             trainer.val_check_interval = config.val_every_n_steps * trainer.accumulate_grad_batches
         return trainer
+
+    def with_added_callbacks(self, trainer: Trainer, logged: bool) -> list:
+        """The Trainer's callbacks (the user's and CALLBACK_GROUPS'), plus those the CLI adds without settings, each
+        when it applies; those that show what the others measured run last (train/console.py)."""
+        fit = self.subcommand in (None, "fit")
+        tensorboard = any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers)
+        added = [
+            (EpochMonitor(), logged),  # train/epoch: passes over the train split
+            (TensorBoardLayout(), tensorboard),  # the charts TensorBoard opens on, and HPARAMS
+            (ConsoleLog(), fit),  # loss, LR and tokens/s on the console (a plain line without a terminal)
+            (RunSummary(), fit),  # the end-of-run summary and the next commands
+        ]
+        # the text samples need a logger: with logging off, leave them out
+        callbacks = [c for c in trainer.callbacks if logged or not isinstance(c, TextSampleCallback)]
+        return run_last([*callbacks, *(callback for callback, applies in added if applies)])
 
 
 def no_logger(logger) -> bool:
