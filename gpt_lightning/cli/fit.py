@@ -238,6 +238,8 @@ class GPTLightningCLI(LightningCLI):
                     "tokenizer": None,
                 }
                 resume.check_checkpoint_fits_before_building(path, ckpt, building)
+            if self.subcommand == "fit":  # (validate, test and predict read the weights alone)
+                resume.check_same_optimizer(path, ckpt, config.model.optimizer)
         if self.subcommand == "fit" and not config.get("ckpt_path"):
             resume.refuse_to_overwrite_run(config.checkpoint.dirpath)  # early; again under the lock
         # the named step that may download and tokenize --data.source, before argument linking reads meta.json

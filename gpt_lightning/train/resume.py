@@ -265,6 +265,19 @@ def check_checkpoint_fits_before_building(path: str, ckpt: dict, hparams: dict) 
     check_checkpoint_fits(path, ckpt, model, hparams)
 
 
+def check_same_optimizer(path: str, ckpt: dict, optimizer: str) -> None:
+    """Resuming restores the optimizer state the checkpoint holds, whose parameter groups are those of the optimizer
+    that wrote it: AdamW's state cannot continue as Muon's, nor the other way round (torch would refuse it with a
+    traceback once the Trainer had started)."""
+    saved = (ckpt.get("hyper_parameters") or {}).get("optimizer", "adamw")  # written before Muon existed: AdamW
+    if ckpt.get("optimizer_states") and saved != optimizer:
+        raise UserError(
+            f"Checkpoint {path} was trained with --model.optimizer {saved}, whose state cannot continue as "
+            f"{optimizer}'s; resume with --model.optimizer {saved}, or start {optimizer} from its weights with "
+            f"--model.init_from {path} and a new --checkpoint.dirpath."
+        )
+
+
 # ------------------------------------------------------------ a fresh run must not overwrite an earlier one
 
 

@@ -335,6 +335,44 @@ def ckpt_hparams_say_a_huge_model(root: Path) -> list[str]:
     return ["fit", "--data.data_dir", "data/tiny", "--ckpt_path", "huge.ckpt", "--checkpoint.dirpath", "out/huge"]
 
 
+def negative_learning_rate(root: Path) -> list[str]:
+    return [*FIT, "--model.learning_rate=-1", "--checkpoint.dirpath", "out/new"]
+
+
+def negative_muon_lr(root: Path) -> list[str]:
+    return [*FIT, "--model.optimizer=muon", "--model.muon_lr=-1", "--checkpoint.dirpath", "out/new"]
+
+
+def beta1_over_one(root: Path) -> list[str]:
+    return [*FIT, "--model.beta1=1.5", "--checkpoint.dirpath", "out/new"]
+
+
+def negative_muon_weight_decay(root: Path) -> list[str]:
+    return [*FIT, "--model.optimizer=muon", "--model.muon_weight_decay=-1", "--checkpoint.dirpath", "out/new"]
+
+
+def muon_momentum_over_one(root: Path) -> list[str]:
+    return [*FIT, "--model.optimizer=muon", "--model.muon_momentum=2", "--checkpoint.dirpath", "out/new"]
+
+
+def negative_weight_decay(root: Path) -> list[str]:
+    return [*FIT, "--model.weight_decay=-1", "--checkpoint.dirpath", "out/new"]
+
+
+def resume_adamw_run_as_muon(root: Path) -> list[str]:
+    return [*FIT, "--model.optimizer=muon", "--ckpt_path", "last"]
+
+
+def resume_muon_run_as_adamw(root: Path) -> list[str]:
+    """A checkpoint that says Muon wrote it (its hyperparameters, which are the defaults on resume)."""
+    import torch
+
+    checkpoint = torch.load(root / "out/ckpt/last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["optimizer"] = "muon"
+    torch.save(checkpoint, root / "muon.ckpt")
+    return [*FIT, "--model.optimizer=adamw", "--ckpt_path", "muon.ckpt"]
+
+
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
     (bins_without_meta, "error: Data folder data/nometa was left half-written by a `prepare` that stopped"),
@@ -417,6 +455,17 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     ),
     (nanogpt_data_with_a_looping_meta_pkl, "error: data/nano/meta.pkl holds a container inside itself or twice over"),
     (run_lock_is_a_symlink, "error: out/linked/run.lock is not a regular file (a symlink, FIFO or device)"),
+    (negative_learning_rate, "error: --model.learning_rate must be a positive number, got -1.0."),
+    (negative_muon_lr, "error: --model.muon_lr must be a positive number, got -1.0."),
+    (beta1_over_one, "error: --model.beta1 must be in [0, 1), got 1.5."),
+    (negative_muon_weight_decay, "error: --model.muon_weight_decay must be >= 0, got -1.0."),
+    (muon_momentum_over_one, "error: --model.muon_momentum must be in [0, 1), got 2.0."),
+    (negative_weight_decay, "error: --model.weight_decay must be >= 0, got -1.0."),
+    (
+        resume_adamw_run_as_muon,
+        "error: Checkpoint out/ckpt/last.ckpt was trained with --model.optimizer adamw, whose state cannot continue",
+    ),
+    (resume_muon_run_as_adamw, "error: Checkpoint muon.ckpt was trained with --model.optimizer muon, whose state"),
 ]
 
 # Cases that fail on a value before anything is made: no log folder, no checkpoint folder, nothing new at all.
@@ -450,6 +499,14 @@ NOTHING_MADE = {
     export_overwrite_into_a_folder_of_ones_own,
     ckpt_hparams_say_a_huge_model,
     nanogpt_data_with_a_looping_meta_pkl,
+    negative_learning_rate,
+    negative_muon_lr,
+    beta1_over_one,
+    negative_muon_weight_decay,
+    muon_momentum_over_one,
+    negative_weight_decay,
+    resume_adamw_run_as_muon,
+    resume_muon_run_as_adamw,
 }
 
 
