@@ -23,6 +23,7 @@ import numpy as np
 
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import AtomicFile, atomic_write
+from gpt_lightning.tokenizer import check_tokenizer_meta
 
 META_FILE = "meta.json"
 # meta.json's only key while `prepare` replaces the bins
@@ -228,6 +229,7 @@ def check_folder(data_dir: Path, meta: dict, block_size: int) -> None:
             f"{Path(data_dir) / META_FILE} lacks {', '.join(missing)}: it was not written by `prepare`, or was edited; "
             "prepare the folder again with --overwrite."
         )
+    check_tokenizer_meta(meta["tokenizer"], str(Path(data_dir) / META_FILE))
     check_split_sizes(data_dir, meta, block_size)
     for split in SPLITS:
         check_token_ids(data_dir, meta, split, open_split(data_dir, split, meta))

@@ -16,6 +16,7 @@ import torch
 
 from gpt_lightning.errors import UserError
 from gpt_lightning.model import GPTConfig
+from gpt_lightning.tokenizer import check_tokenizer_meta
 from gpt_lightning.weights.nanogpt import (
     is_nanogpt_checkpoint,
     nanogpt_meta_file,
@@ -95,6 +96,8 @@ def checkpoint_tokenizer(
         raise UserError(f"{path} records its own tokenizer, so --meta does not apply to it; drop --meta.")
     if meta is not None:
         return tokenizer_from_meta_pkl(nanogpt_meta_file(meta))
+    if saved is not None:
+        check_tokenizer_meta(saved, str(path))
     return saved
 
 

@@ -48,7 +48,7 @@ def load_checkpoint_model(
             raise UserError(f"--meta applies to nanoGPT's ckpt.pt only, not to {path}; drop --meta.")
         config, state_dict, meta = load_pretrained(str(path))  # GPT-2 weights: hub name, HF folder, .safetensors
     model = build_model(config, state_dict, f"The weights in {path}")
-    tokenizer = tokenizer_from_meta(meta) if meta else None
+    tokenizer = tokenizer_from_meta(meta, str(path)) if meta else None
     return model.to(device).eval(), tokenizer
 
 

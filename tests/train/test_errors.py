@@ -373,6 +373,60 @@ def resume_muon_run_as_adamw(root: Path) -> list[str]:
     return [*FIT, "--model.optimizer=adamw", "--ckpt_path", "muon.ckpt"]
 
 
+def foreign_model_folder(root: Path, config_json: str, metadata: dict | None = None) -> list[str]:
+    """hf/: the tiny run's weights as a Hugging Face GPT-2 folder whose config.json is `config_json` (and whose
+    .safetensors metadata is `metadata`, without our own config in it unless given)."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    assert run_cli_in_process(["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "hf"]) == 0
+    tensors = load_file(root / "hf" / "model.safetensors")
+    save_file(tensors, root / "hf" / "model.safetensors", metadata={"format": "pt", **(metadata or {})})
+    exported = json.loads((root / "hf" / "config.json").read_text())
+    (root / "hf" / "config.json").write_text(config_json.replace("EXPORTED", json.dumps(exported)))
+    return ["generate", "--ckpt_path", "hf", "--max_new_tokens", "5"]
+
+
+def config_json_not_json(root: Path) -> list[str]:
+    return foreign_model_folder(root, "{nope")
+
+
+def config_json_a_list(root: Path) -> list[str]:
+    foreign_model_folder(root, "[1,2]")
+    return [*FIT, "--model.init_from", "hf", "--checkpoint.dirpath", "out/new"]
+
+
+def safetensors_metadata_not_json(root: Path) -> list[str]:
+    return foreign_model_folder(root, "EXPORTED", metadata={"gpt_lightning": "{nope"})
+
+
+def tokenizer_chars_a_number(root: Path) -> list[str]:
+    foreign_model_folder(root, "EXPORTED")
+    text = (root / "hf" / "config.json").read_text()
+    (root / "hf" / "config.json").write_text(text.replace('"chars": "\\n ,.abcdefghij"', '"chars": 5'))
+    assert '"chars": 5' in (root / "hf" / "config.json").read_text()
+    return ["generate", "--ckpt_path", "hf", "--max_new_tokens", "5"]
+
+
+def checkpoint_vocabulary_a_character_many_times(root: Path) -> list[str]:
+    import torch
+
+    checkpoint = torch.load(root / "out/ckpt/last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["tokenizer"]["chars"] = "a" * 14
+    torch.save(checkpoint, root / "aaa.ckpt")
+    return ["export", "--ckpt_path", "aaa.ckpt", "--out", "exported"]
+
+
+def meta_json_vocabulary_a_character_many_times(root: Path) -> list[str]:
+    import json
+
+    meta = json.loads((copy_data(root, "aaa") / "meta.json").read_text())
+    meta["tokenizer"]["chars"] = "a" * 14
+    (root / "data/aaa/meta.json").write_text(json.dumps(meta))
+    return [*FIT, "--data.data_dir", "data/aaa", "--checkpoint.dirpath", "out/new"]
+
+
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
     (bins_without_meta, "error: Data folder data/nometa was left half-written by a `prepare` that stopped"),
@@ -466,6 +520,15 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
         "error: Checkpoint out/ckpt/last.ckpt was trained with --model.optimizer adamw, whose state cannot continue",
     ),
     (resume_muon_run_as_adamw, "error: Checkpoint muon.ckpt was trained with --model.optimizer muon, whose state"),
+    (config_json_not_json, "error: hf/config.json is not valid JSON (Expecting property name enclosed in double"),
+    (config_json_a_list, "error: hf/config.json holds a JSON list, not an object of settings; it is not a model's"),
+    (safetensors_metadata_not_json, "error: The 'gpt_lightning' metadata of hf/model.safetensors is not valid JSON"),
+    (tokenizer_chars_a_number, "error: hf/model.safetensors has a char vocabulary that is not a list of single"),
+    (checkpoint_vocabulary_a_character_many_times, "error: aaa.ckpt has a char vocabulary with 'a' twice (again at id"),
+    (
+        meta_json_vocabulary_a_character_many_times,
+        "error: data/aaa/meta.json has a char vocabulary with 'a' twice (again at id 1), so ids would decode",
+    ),
 ]
 
 # Cases that fail on a value before anything is made: no log folder, no checkpoint folder, nothing new at all.
@@ -507,6 +570,12 @@ NOTHING_MADE = {
     negative_weight_decay,
     resume_adamw_run_as_muon,
     resume_muon_run_as_adamw,
+    config_json_not_json,
+    config_json_a_list,
+    safetensors_metadata_not_json,
+    tokenizer_chars_a_number,
+    checkpoint_vocabulary_a_character_many_times,
+    meta_json_vocabulary_a_character_many_times,
 }
 
 
