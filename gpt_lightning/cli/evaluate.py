@@ -93,4 +93,4 @@ def format_table(rows: list[dict]) -> str:
 def main(args: list[str]) -> None:
     from jsonargparse import CLI
 
-    CLI(evaluate, args=args, as_positional=False, prog="python -m gpt_lightning evaluate")
+    CLI(evaluate, args=args, as_positional=False, prog="python -m gpt_lightning evaluate", exit_on_error=False)

@@ -253,5 +253,5 @@ def main(args: list[str]) -> None:
         "--overwrite=true" if a == "--overwrite" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
         for i, a in enumerate(args)
     ]
-    out = CLI(export, args=args, prog="python -m gpt_lightning export")
+    out = CLI(export, args=args, prog="python -m gpt_lightning export", exit_on_error=False)
     print(f"exported to {out}: " + ", ".join(sorted(p.name for p in Path(out).iterdir())))

@@ -5,12 +5,10 @@ the callbacks that are always there (checkpoints, samples, throughput, HellaSwag
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -25,7 +23,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from gpt_lightning.cli import LIGHTNING_SUBCOMMANDS
+from gpt_lightning.cli import LIGHTNING_SUBCOMMANDS, argument_error_message, refuse_url
 from gpt_lightning.data.datamodule import TokenBinDataModule, prepare_if_missing
 from gpt_lightning.data.sampling import EpochMonitor
 from gpt_lightning.errors import UserError
@@ -215,9 +213,16 @@ class GPTLightningCLI(LightningCLI):
                 )
             # Lightning reads the checkpoint again after read_checkpoint checked it: tensors only there too
             config["weights_only"] = True
+        if "://" in str(config.model.get("init_from") or ""):  # (from a config file; the command line is checked first)
+            refuse_url("--model.init_from", config.model.init_from)
         trainer = config.trainer
         if trainer.precision is None and not has_precision_plugin(trainer.get("plugins")):
             trainer.precision = auto_precision(trainer.accelerator)  # bf16-mixed on a GPU, else 32-true
+        if config.get("val_every_n_steps") is not None and config.val_every_n_steps < 1:
+            raise UserError(
+                f"--val_every_n_steps must be at least 1, got {config.val_every_n_steps}; leave it unset (null) to "
+                "validate by --trainer.val_check_interval instead."
+            )
         if trainer.max_steps is not None and trainer.max_steps < -1:
             raise UserError(f"--trainer.max_steps must be -1 (no limit) or at least 0, got {trainer.max_steps}.")
         if no_logger(trainer.get("logger")):
@@ -379,27 +384,3 @@ def set_tokens_per_step(trainer: Trainer, data: TokenBinDataModule) -> int:
         f"device(s) x {trainer.num_nodes} node(s) x {accumulate} accumulation ({how}) = {per_pass * accumulate:,}"
     )
     return per_pass * accumulate
-
-
-def argument_error_message(message: str, known_keys: list[str]) -> str:
-    """jsonargparse's error in one line, plus the closest valid option for a misspelled one (`model.n_layr` or
-    `n_layr` -> `model.n_layer`); a value of the wrong type says which types the option takes."""
-    help_hint = "python -m gpt_lightning fit --help lists every option"
-    typed = re.search(r'Parser key "([^"]+)"', message)
-    if typed:
-        expected = message.split("Given value type")[0]
-        types = dict.fromkeys(t.replace("NoneType", "null") for t in re.findall(r"<class '(\w+)'>", expected))
-        given = re.search(r"Given value: (.*)", message)
-        value = f" {given.group(1).strip()!r}" if given else " this value"
-        takes = " or ".join(types) or "another type"
-        return f"--{typed.group(1)} does not accept{value}: it takes {takes} ({help_hint})."
-    text = "; ".join(line.strip() for line in message.strip().splitlines()[:2] if line.strip())
-    unknown = re.search(r"(?:option '|unrecognized arguments: --?)([\w.]+)", message)
-    if unknown and unknown.group(1) not in known_keys:
-        wrong = unknown.group(1)
-        leaves = {key.rsplit(".", 1)[-1]: key for key in known_keys}
-        close = difflib.get_close_matches(wrong, known_keys, n=1, cutoff=0.75)
-        close = close or [leaves[m] for m in difflib.get_close_matches(wrong.rsplit(".", 1)[-1], list(leaves), n=1)]
-        if close:
-            return f"{text}; did you mean {close[0]}? ({help_hint})"
-    return f"{text} ({help_hint})"

@@ -17,5 +17,5 @@ def main(args: list[str]) -> None:
         "--overwrite=true" if a == "--overwrite" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
         for i, a in enumerate(args)
     ]
-    meta = CLI(prepare, args=args, as_positional=False, prog="python -m gpt_lightning prepare")
+    meta = CLI(prepare, args=args, as_positional=False, prog="python -m gpt_lightning prepare", exit_on_error=False)
     print(summary(meta))

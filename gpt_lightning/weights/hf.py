@@ -265,7 +265,7 @@ def load_pretrained(init_from: str) -> tuple[GPTConfig, dict, Optional[dict]]:
             path = hub_folder(init_from)
         else:
             raise UserError(
-                f"--model.init_from={init_from!r} is neither a file or folder nor one of "
+                f"{init_from} is neither a file or folder nor one of "
                 f"{', '.join(['scratch', *HUB_MODELS])}; pass an existing GPT-2 folder or .safetensors file."
             )
     if path.is_dir():

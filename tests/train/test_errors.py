@@ -4,6 +4,7 @@ leaves every file that was there before untouched."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -427,6 +428,61 @@ def meta_json_vocabulary_a_character_many_times(root: Path) -> list[str]:
     return [*FIT, "--data.data_dir", "data/aaa", "--checkpoint.dirpath", "out/new"]
 
 
+def val_every_n_steps_negative(root: Path) -> list[str]:
+    return [*FIT, "--val_every_n_steps=-3", "--checkpoint.dirpath", "out/new"]
+
+
+def temperature_nan(root: Path) -> list[str]:
+    return ["generate", "--ckpt_path", "out/ckpt", "--temperature", "nan", "--max_new_tokens", "5"]
+
+
+def mistyped_subcommand(root: Path) -> list[str]:
+    return ["exprot", "--ckpt_path", "out/ckpt", "--out", "exported"]
+
+
+def config_empty(root: Path) -> list[str]:
+    (root / "empty.yaml").write_text("")
+    return ["fit", "--config", "empty.yaml", "--checkpoint.dirpath", "out/new"]
+
+
+def config_missing(root: Path) -> list[str]:
+    return ["fit", "--config", "nope.yaml", "--checkpoint.dirpath", "out/new"]
+
+
+def config_a_folder(root: Path) -> list[str]:
+    return ["validate", "--config", "data", "--ckpt_path", "out/ckpt"]
+
+
+def config_with_a_key_twice(root: Path) -> list[str]:
+    text = (root / "tiny.yaml").read_text()
+    (root / "twice.yaml").write_text(text.replace("model:\n", "model:\n  n_layer: 3\nmodel:\n", 1))
+    return ["fit", "--config", "twice.yaml", "--checkpoint.dirpath", "out/new"]
+
+
+def data_dir_a_file(root: Path) -> list[str]:
+    return [*FIT, "--data.data_dir", "tiny.txt", "--checkpoint.dirpath", "out/new"]
+
+
+def path_not_utf8(root: Path) -> list[str]:
+    return ["generate", "--ckpt_path", os.fsdecode(b"out/ckpt/\xfflast.ckpt"), "--max_new_tokens", "5"]
+
+
+def generate_from_a_url(root: Path) -> list[str]:
+    return ["generate", "--ckpt_path", "http://127.0.0.1:9/last.ckpt", "--max_new_tokens", "5"]
+
+
+def export_from_a_url(root: Path) -> list[str]:
+    return ["export", "--ckpt_path=https://127.0.0.1:9/last.ckpt", "--out", "exported"]
+
+
+def evaluate_a_url(root: Path) -> list[str]:
+    return ["evaluate", "--ckpt_path", "https://127.0.0.1:9/gpt2", "--limit", "1"]
+
+
+def init_from_a_url(root: Path) -> list[str]:
+    return [*FIT, "--model.init_from", "http://127.0.0.1:9/last.ckpt", "--checkpoint.dirpath", "out/new"]
+
+
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
     (bins_without_meta, "error: Data folder data/nometa was left half-written by a `prepare` that stopped"),
@@ -529,6 +585,19 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
         meta_json_vocabulary_a_character_many_times,
         "error: data/aaa/meta.json has a char vocabulary with 'a' twice (again at id 1), so ids would decode",
     ),
+    (val_every_n_steps_negative, "error: --val_every_n_steps must be at least 1, got -3; leave it unset (null)"),
+    (temperature_nan, "error: --temperature does not accept 'nan': it takes a finite number"),
+    (mistyped_subcommand, "error: Unknown subcommand 'exprot'; did you mean export? The subcommands are fit, valid"),
+    (config_empty, "error: --config empty.yaml is empty; write settings into it, or leave --config out."),
+    (config_missing, "error: --config nope.yaml does not exist; give the path of a YAML file"),
+    (config_a_folder, "error: --config data is a folder; give the path of a YAML file in it"),
+    (config_with_a_key_twice, "error: The YAML settings give 'model' twice (lines "),
+    (data_dir_a_file, "error: --data.data_dir tiny.txt is a file; give the folder `prepare` wrote"),
+    (path_not_utf8, "error: The argument b'out/ckpt/\\xfflast.ckpt' holds a byte that is not UTF-8 text; rename"),
+    (generate_from_a_url, "error: --ckpt_path http://127.0.0.1:9/last.ckpt is a URL, and URLs are not read"),
+    (export_from_a_url, "error: --ckpt_path https://127.0.0.1:9/last.ckpt is a URL, and URLs are not read"),
+    (evaluate_a_url, "error: --ckpt_path https://127.0.0.1:9/gpt2 is a URL, and URLs are not read"),
+    (init_from_a_url, "error: --model.init_from http://127.0.0.1:9/last.ckpt is a URL, and URLs are not read"),
 ]
 
 # Cases that fail on a value before anything is made: no log folder, no checkpoint folder, nothing new at all.
@@ -576,6 +645,19 @@ NOTHING_MADE = {
     tokenizer_chars_a_number,
     checkpoint_vocabulary_a_character_many_times,
     meta_json_vocabulary_a_character_many_times,
+    val_every_n_steps_negative,
+    temperature_nan,
+    mistyped_subcommand,
+    config_empty,
+    config_missing,
+    config_a_folder,
+    config_with_a_key_twice,
+    data_dir_a_file,
+    path_not_utf8,
+    generate_from_a_url,
+    export_from_a_url,
+    evaluate_a_url,
+    init_from_a_url,
 }
 
 
