@@ -53,7 +53,7 @@ def export(
     from gpt_lightning.weights.formats import NANOGPT, choose_format
     from gpt_lightning.weights.hf import HF_FORMATS
     from gpt_lightning.weights.nanogpt import check_nanogpt_schedule
-    from gpt_lightning.weights.state_dict import gpt_state_dict
+    from gpt_lightning.weights.state_dict import check_finite, gpt_state_dict
 
     out, ckpt_path = Path(out).expanduser(), Path(ckpt_path).expanduser()
     meta = Path(meta).expanduser() if meta is not None else None
@@ -73,6 +73,7 @@ def export(
     if not isinstance(raw, dict):
         raise UserError(f"Checkpoint {ckpt_path} has no model weights (no state_dict); pass a .ckpt written by `fit`.")
     sd = gpt_state_dict(raw)
+    check_finite(sd, f"The weights in {ckpt_path}")  # before a staging folder is made
     tokenizer = checkpoint_tokenizer(ckpt_path, checkpoint, config.vocab_size, meta)
     with replaced_folder(out) as staging:
         if format == "hf":

@@ -164,4 +164,4 @@ def fit_pretrained(
     settings = {"vocab_size": vocab_size, "block_size": block_size or config.block_size}
     settings.update(dropout=given.get("dropout", 0.0), pad_vocab_multiple=given["pad_vocab_multiple"])
     config = GPTConfig(**{**asdict(config), **settings})
-    return config, check_state_dict(pad_token_rows(sd, config), config), tokenizer
+    return config, check_state_dict(pad_token_rows(sd, config), config, f"The weights in {source}"), tokenizer

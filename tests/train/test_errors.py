@@ -483,6 +483,52 @@ def init_from_a_url(root: Path) -> list[str]:
     return [*FIT, "--model.init_from", "http://127.0.0.1:9/last.ckpt", "--checkpoint.dirpath", "out/new"]
 
 
+def nan_checkpoint(root: Path) -> None:
+    import torch
+
+    checkpoint = torch.load(root / "out/ckpt/last.ckpt", weights_only=True)
+    checkpoint["state_dict"]["model.transformer.h.0.mlp.c_fc.weight"][0, 0] = float("nan")
+    torch.save(checkpoint, root / "nan.ckpt")
+
+
+def generate_from_nan_weights(root: Path) -> list[str]:
+    nan_checkpoint(root)
+    return ["generate", "--ckpt_path", "nan.ckpt", "--max_new_tokens", "5"]
+
+
+def export_nan_weights(root: Path) -> list[str]:
+    nan_checkpoint(root)
+    return ["export", "--ckpt_path", "nan.ckpt", "--out", "exported"]
+
+
+def init_from_nan_weights(root: Path) -> list[str]:
+    nan_checkpoint(root)
+    return [*FIT, "--model.init_from", "nan.ckpt", "--checkpoint.dirpath", "out/new"]
+
+
+def text_file_as_checkpoint(root: Path) -> list[str]:
+    (root / "notes.ckpt").write_text("print('hello')\n")
+    return ["generate", "--ckpt_path", "notes.ckpt", "--max_new_tokens", "5"]
+
+
+def random_bytes_as_checkpoint(root: Path) -> list[str]:
+    (root / "random.ckpt").write_bytes(np.random.default_rng(0).integers(0, 255, 4096, dtype=np.uint8).tobytes())
+    return [*FIT, "--ckpt_path", "random.ckpt"]
+
+
+def nanogpt_iter_num_negative(root: Path) -> list[str]:
+    import torch
+
+    assert (
+        run_cli_in_process(["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "nano", "--format", "nanogpt"]) == 0
+    )
+    checkpoint = torch.load(root / "nano/ckpt.pt", weights_only=True)
+    checkpoint["iter_num"] = -5
+    torch.save(checkpoint, root / "nano/ckpt.pt")
+    init = ["--model.init_from", "nano/ckpt.pt", "--model.init_optimizer_state", "true"]
+    return [*FIT, *init, "--checkpoint.dirpath", "out/new"]
+
+
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
     (bins_without_meta, "error: Data folder data/nometa was left half-written by a `prepare` that stopped"),
@@ -598,6 +644,12 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (export_from_a_url, "error: --ckpt_path https://127.0.0.1:9/last.ckpt is a URL, and URLs are not read"),
     (evaluate_a_url, "error: --ckpt_path https://127.0.0.1:9/gpt2 is a URL, and URLs are not read"),
     (init_from_a_url, "error: --model.init_from http://127.0.0.1:9/last.ckpt is a URL, and URLs are not read"),
+    (generate_from_nan_weights, "error: The weights in nan.ckpt hold NaN or infinite values (transformer.h.0.mlp"),
+    (export_nan_weights, "error: The weights in nan.ckpt hold NaN or infinite values (transformer.h.0.mlp.c_fc"),
+    (init_from_nan_weights, "error: The weights in nan.ckpt hold NaN or infinite values (transformer.h.0.mlp.c_fc"),
+    (text_file_as_checkpoint, "error: notes.ckpt is not a checkpoint (not a file torch.save wrote); pass a .ckpt"),
+    (random_bytes_as_checkpoint, "error: random.ckpt is not a checkpoint (not a file torch.save wrote); pass a"),
+    (nanogpt_iter_num_negative, "error: nano/ckpt.pt has iter_num -5, not a step count (0 or more), so the step"),
 ]
 
 # Cases that fail on a value before anything is made: no log folder, no checkpoint folder, nothing new at all.
@@ -658,6 +710,12 @@ NOTHING_MADE = {
     export_from_a_url,
     evaluate_a_url,
     init_from_a_url,
+    generate_from_nan_weights,
+    export_nan_weights,
+    init_from_nan_weights,
+    text_file_as_checkpoint,
+    random_bytes_as_checkpoint,
+    nanogpt_iter_num_negative,
 }
 
 
