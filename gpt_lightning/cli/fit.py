@@ -90,7 +90,7 @@ class GPTLightningCLI(LightningCLI):
             raise UserError(REMOVED_LR_MONITOR)
         self.run_lock: Optional[RunLock] = None  # taken for a `fit` that runs now (before_instantiate_classes)
         self.runs_now = run
-        self.previous_sigint = None  # the SIGINT handler before_validate replaced
+        self.previous_handlers: dict = {}  # the SIGINT and SIGTERM handlers before_validate replaced
         formatting = {"prog": "python -m gpt_lightning", "formatter_class": HelpFormatter}
         try:
             super().__init__(
@@ -116,16 +116,19 @@ class GPTLightningCLI(LightningCLI):
         finally:  # with run=True the subcommand has run inside the constructor
             if self.run_lock is not None:
                 self.run_lock.release()
-            if self.previous_sigint is not None:
-                signal.signal(signal.SIGINT, self.previous_sigint)
+            for sig, handler in self.previous_handlers.items():
+                signal.signal(sig, handler)
 
     def before_validate(self) -> None:
-        # Ctrl-C: one line and status 130 (Lightning turns a KeyboardInterrupt into status 1); nothing to save.
-        # `fit` has its own handler (train/resume.py: StopRequest), which saves first.
+        # Ctrl-C or SIGTERM while nothing is being trained (validate, test, predict, and fit's validation before its
+        # first step): one line and status 128 + signal, as a requeue script must see it (Lightning turns a
+        # KeyboardInterrupt into status 1, and ends on SIGTERM with status 0); nothing to save. While `fit` trains,
+        # its own handlers (train/resume.py: StopRequest, installed by LastCheckpoint) replace these and save first.
         if threading.current_thread() is threading.main_thread():
-            self.previous_sigint = signal.signal(signal.SIGINT, resume.exit_at_once)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous_handlers.setdefault(sig, signal.signal(sig, resume.exit_at_once))
 
-    before_test = before_predict = before_validate
+    before_fit = before_test = before_predict = before_validate
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         """Parse; with --ckpt_path, parse again with the checkpoint's hyperparameters as parser defaults, so that

@@ -160,8 +160,12 @@ class StopRequest:
 
 
 def exit_at_once(signum: int, frame: Any) -> None:
-    """A SIGINT handler for commands with nothing to save (validate, test, predict): one line, status 130."""
-    sys.stderr.write("\ninterrupted (Ctrl-C)\n")
+    """A SIGINT and SIGTERM handler while there is nothing to save (validate, test, predict, and fit before its first
+    step): one line, status 128 + signal number (130, 143)."""
+    if signum == signal.SIGINT:
+        sys.stderr.write("\ninterrupted (Ctrl-C)\n")
+    else:
+        sys.stderr.write(f"\n{signal.Signals(signum).name} received: stopping at once (nothing to save).\n")
     raise TrainingInterrupted(signum)
 
 
