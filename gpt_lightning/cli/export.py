@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import socket
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, Optional
 
-from gpt_lightning.errors import UserError, disk_full_message
+from gpt_lightning.errors import UserError, caused_by_full_disk, disk_full_message
 from gpt_lightning.files import EXPORT_MARK, REPLACED_MARK, remove_stale_temporaries
 
 
@@ -148,8 +147,8 @@ def replaced_folder(out: Path) -> Iterator[Path]:
     try:
         try:
             yield staging
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):  # name the folder: the temporary names mean nothing to a user
+        except Exception as e:  # safetensors' SafetensorError and torch's "unexpected pos" say a full disk too
+            if caused_by_full_disk(e):  # name the folder: the temporary names mean nothing to a user
                 raise UserError(disk_full_message(out)) from e
             raise
         umask = os.umask(0)

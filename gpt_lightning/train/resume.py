@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import signal
 import sys
@@ -30,7 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from gpt_lightning.errors import UserError, disk_full_message, free_space
+from gpt_lightning.errors import UserError, caused_by_full_disk, disk_full_message, free_space
 from gpt_lightning.files import atomic_write
 from gpt_lightning.model import GPT, GPTConfig
 from gpt_lightning.tokenizer import tokenizer_difference
@@ -74,17 +73,6 @@ def checkpoint_bytes(checkpoint: Any) -> int:
     if isinstance(checkpoint, (list, tuple)):
         return sum(checkpoint_bytes(v) for v in checkpoint)
     return 0
-
-
-def caused_by_full_disk(e: Optional[BaseException]) -> bool:
-    """Whether a full disk (ENOSPC, or a quota) is anywhere in an exception's chain."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
 
 
 def with_atomic_checkpoint_io(plugins: Any) -> list:
