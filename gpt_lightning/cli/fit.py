@@ -286,7 +286,10 @@ class GPTLightningCLI(LightningCLI):
             isinstance(c, ProgressBar) for c in given
         ):
             kwargs["callbacks"] = [*given, TQDMProgressBar(refresh_rate=10)]
-        trainer = super().instantiate_trainer(**kwargs)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except ValueError as e:  # the Trainer's checks of --trainer.* (FSDP on a CPU, ...): sentences about settings
+            raise UserError(" ".join(str(e).split())) from e
         # the Trainer knows its device now; only a flag, set before Lightning's tensor-core hint would print
         enable_tf32(trainer.strategy.root_device)
         if no_logger(trainer_config.get("logger")):

@@ -529,6 +529,10 @@ def nanogpt_iter_num_negative(root: Path) -> list[str]:
     return [*FIT, *init, "--checkpoint.dirpath", "out/new"]
 
 
+def muon_with_fsdp_on_cpu(root: Path) -> list[str]:
+    return [*FIT, "--model.optimizer=muon", "--trainer.strategy=fsdp", "--checkpoint.dirpath", "out/new"]
+
+
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
     (bins_without_meta, "error: Data folder data/nometa was left half-written by a `prepare` that stopped"),
@@ -650,6 +654,7 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (text_file_as_checkpoint, "error: notes.ckpt is not a checkpoint (not a file torch.save wrote); pass a .ckpt"),
     (random_bytes_as_checkpoint, "error: random.ckpt is not a checkpoint (not a file torch.save wrote); pass a"),
     (nanogpt_iter_num_negative, "error: nano/ckpt.pt has iter_num -5, not a step count (0 or more), so the step"),
+    (muon_with_fsdp_on_cpu, "error: The strategy `fsdp` requires a GPU accelerator, but received `accelerator='cpu'`."),
 ]
 
 # Cases that fail on a value before anything is made: no log folder, no checkpoint folder, nothing new at all.
@@ -716,6 +721,7 @@ NOTHING_MADE = {
     text_file_as_checkpoint,
     random_bytes_as_checkpoint,
     nanogpt_iter_num_negative,
+    muon_with_fsdp_on_cpu,
 }
 
 
