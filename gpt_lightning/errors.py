@@ -14,6 +14,7 @@ import errno
 import os
 import re
 import shutil
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,26 @@ INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a program stopped by
 
 class UserError(Exception):
     """Something the user can fix: a bad path, a bad config, corrupt or mismatched data, no network."""
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (`kill PID`) as an exception in the main thread, so that what a command cleans up after Ctrl-C (its
+    temporaries, a folder it made, its worker processes) is cleaned up after SIGTERM too: one line, status 143. The
+    default action would end the process at once, and its workers would print tracebacks into a closed pipe."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame) -> None:
+        sys.stderr.write("\nSIGTERM received: stopping.\n")
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def free_space(path) -> Optional[int]:

@@ -98,6 +98,23 @@ def test_ctrl_c_in_prepare_is_one_line_exit_130_and_leaves_no_folder(root):
     assert not (root / "data/big").exists()  # its temporaries gone, and the folder it made too
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["kill", "Ctrl-C"])
+def test_a_signal_to_prepare_with_workers_is_one_line_and_leaves_no_folder(root, sig):
+    """`kill PID` of `prepare --num_proc 2`: the workers printed four BrokenPipe tracebacks into the pipe of a main
+    process that SIGTERM had ended at once, leaving its temporaries behind."""
+    (root / "big.txt").write_text(synthetic_text() * 1000)  # 20 million characters
+    args = ["prepare", "--source", "big.txt", "--out", "data/big", "--batch_chars", "100000", "--num_proc", "2"]
+    proc = start(args, root)
+    wait_until(proc, lambda: (root / "data/big").is_dir())
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    assert "Traceback" not in err and "BrokenPipe" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert ("SIGTERM received: stopping." if sig == signal.SIGTERM else "interrupted (Ctrl-C)") in err
+    assert not (root / "data/big").exists()
+
+
 def test_a_second_ctrl_c_in_fit_stops_at_once_with_exit_130(root):
     write_tiny_config(root, **{"trainer.callbacks": THROTTLE, "trainer.max_steps": 1000})
     proc = start(["fit", "--config", "tiny.yaml"], root)
