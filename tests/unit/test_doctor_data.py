@@ -37,6 +37,17 @@ def test_a_looping_meta_pkl_is_a_problem_not_missing_data(tmp_path):
     assert "holds a container inside itself" in problem and "prepare" not in text
 
 
+def test_a_malicious_meta_pkl_is_a_problem_and_its_code_never_runs(tmp_path):
+    from nanogpt_helpers import crafted_meta_pkl
+
+    nano = make_data(tmp_path)
+    (nano / "meta.json").unlink()
+    crafted_meta_pkl(nano, tmp_path / "MARKER")
+    text, problem = data_state(nano)
+    assert problem is not None and "meta.pkl" in problem and "prepare --out" not in problem
+    assert not (tmp_path / "MARKER").exists()
+
+
 def test_an_empty_meta_json_is_a_problem_not_a_traceback(tmp_path):
     data = make_data(tmp_path)
     (data / "meta.json").write_text("{}")
