@@ -369,7 +369,7 @@ class GPT(nn.Module):
 def check_sampling_args(temperature: float, top_k: Optional[int] = None, top_p: Optional[float] = None) -> None:
     """Raise ValueError, saying what to pass instead, for settings that define no distribution. The one check
     of sampling settings: generation.Sampling runs it when it is built, generate_tokens for direct callers."""
-    if temperature < 0:
+    if not temperature >= 0:  # (NaN too)
         raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}.")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1 (or None for the whole vocabulary), got {top_k}.")

@@ -149,17 +149,44 @@ def compact_tokenizer_meta(meta: dict) -> dict:
     return meta
 
 
-def tokenizer_from_meta(meta: dict) -> Tokenizer:
+def check_char_vocabulary(chars: object, source: str) -> None:
+    """A char vocabulary is distinct single characters in id order (a string or a list); anything else (a number,
+    a character twice) would decode ids to the wrong text without a word."""
+    if not isinstance(chars, (str, list, tuple)) or not all(isinstance(c, str) and len(c) == 1 for c in chars):
+        raise UserError(
+            f"{source} has a char vocabulary that is not a list of single characters ({str(chars)[:40]!r}): it was "
+            "edited or not written by gpt_lightning or nanoGPT; use the file `prepare` or `fit` wrote."
+        )
+    seen: set[str] = set()
+    for i, c in enumerate(chars):
+        if c in seen:
+            raise UserError(
+                f"{source} has a char vocabulary with {c!r} twice (again at id {i}), so ids would decode to the wrong "
+                "text: it was edited or not written by gpt_lightning or nanoGPT; use the file `prepare` or `fit` wrote."
+            )
+        seen.add(c)
+
+
+def check_tokenizer_meta(meta: object, source: str = "The tokenizer") -> None:
+    """Refuse, naming `source` (the file it came from), a tokenizer meta that tokenizer_from_meta could not rebuild
+    or that would decode ids to the wrong text; nothing is loaded."""
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    if kind == CharTokenizer.kind:
+        check_char_vocabulary(meta.get("chars"), source)
+    elif kind != GPT2Tokenizer.kind:
+        raise UserError(
+            f"{source} names an unknown tokenizer kind {kind!r}; expected 'char' or 'gpt2' (was the file written by "
+            "gpt_lightning?)."
+        )
+
+
+def tokenizer_from_meta(meta: dict, source: str = "The tokenizer") -> Tokenizer:
     """Rebuild a tokenizer from the dict its `to_meta` wrote (meta.json's "tokenizer", or a checkpoint's; a char
     vocabulary as a list of characters or as one string, see compact_tokenizer_meta)."""
-    kind = meta.get("kind")
-    if kind == CharTokenizer.kind:
+    check_tokenizer_meta(meta, source)
+    if meta["kind"] == CharTokenizer.kind:
         return CharTokenizer(meta["chars"])
-    if kind == GPT2Tokenizer.kind:
-        return GPT2Tokenizer()
-    raise UserError(
-        f"Unknown tokenizer kind {kind!r}; expected 'char' or 'gpt2' (was the file written by gpt_lightning?)."
-    )
+    return GPT2Tokenizer()
 
 
 def build_tokenizer(kind: str, text: str | None = None) -> Tokenizer:

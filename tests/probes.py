@@ -165,11 +165,11 @@ class SlowValidation(L.Callback):
     """Makes validation inside `fit` slow and says in a file when it is under way, so a test can signal a run while
     it validates."""
 
-    def __init__(self, progress_file: str, seconds: float = 0.1) -> None:
-        self.progress_file, self.seconds = Path(progress_file), seconds
+    def __init__(self, progress_file: str, seconds: float = 0.1, sanity_check_too: bool = False) -> None:
+        self.progress_file, self.seconds, self.sanity_check_too = Path(progress_file), seconds, sanity_check_too
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking and not self.sanity_check_too:
             return
         tmp = self.progress_file.with_suffix(".tmp")
         tmp.write_text(f"validating {trainer.global_step} {batch_idx + 1}")

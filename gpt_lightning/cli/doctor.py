@@ -138,6 +138,8 @@ def peak_flops_text(name: str) -> tuple[str, Optional[str]]:
 
 def free_disk(out_dir: Path) -> tuple[str, Optional[str], Optional[str]]:
     """Free space on the file system out_dir is (or will be) on; (text, warning, problem)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        return f"{out_dir} is a file", None, f"{out_dir} is a file, not a folder; choose another output folder"
     existing = out_dir.resolve()
     while not existing.exists():
         existing = existing.parent
@@ -153,13 +155,27 @@ def free_disk(out_dir: Path) -> tuple[str, Optional[str], Optional[str]]:
 
 def data_state(data_dir: Path) -> tuple[str, Optional[str]]:
     """What a data folder holds, checked as `fit` checks it; (text, problem)."""
-    from gpt_lightning.data.bins import SPLITS, check_token_ids, describe_missing, made_from, open_split, read_meta
+    from gpt_lightning.data.bins import (
+        SPLITS,
+        check_meta_fields,
+        check_token_ids,
+        describe_missing,
+        made_from,
+        open_split,
+        read_meta,
+    )
+    from gpt_lightning.data.nanogpt import is_nanogpt_data_folder, nanogpt_data_meta
 
     try:
         meta = read_meta(data_dir)
+        if meta is None and is_nanogpt_data_folder(data_dir):
+            meta = nanogpt_data_meta(data_dir)  # as `fit` reads it (a looping or malicious meta.pkl is refused)
+        if meta is None and data_dir.exists() and not data_dir.is_dir():
+            return f"{data_dir} is a file", "give --data_dir the folder `prepare` wrote (meta.json, train.bin, val.bin)"
         if meta is None:
             fix = f"run `python -m gpt_lightning prepare --out {data_dir} ...` first"
             return f"{data_dir} {describe_missing(data_dir)}", fix
+        check_meta_fields(data_dir, meta)
         counts = []
         for split in SPLITS:
             tokens = open_split(data_dir, split, meta)
@@ -292,6 +308,6 @@ def doctor(
 def main(args: list[str]) -> None:
     from jsonargparse import CLI
 
-    problems = CLI(doctor, args=args, prog="python -m gpt_lightning doctor")
+    problems = CLI(doctor, args=args, prog="python -m gpt_lightning doctor", exit_on_error=False)
     if problems:
         raise SystemExit(1)

@@ -232,4 +232,4 @@ def main(args: list[str]) -> None:
         flags[a] if a in flags and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
         for i, a in enumerate(args)
     ]
-    CLI(evaluate, args=args, as_positional=False, prog="python -m gpt_lightning evaluate")
+    CLI(evaluate, args=args, as_positional=False, prog="python -m gpt_lightning evaluate", exit_on_error=False)

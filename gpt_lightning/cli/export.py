@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import socket
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, Optional
 
-from gpt_lightning.errors import UserError, disk_full_message
+from gpt_lightning.errors import UserError, caused_by_full_disk, disk_full_message
 from gpt_lightning.files import EXPORT_MARK, REPLACED_MARK, remove_stale_temporaries
 
 
@@ -49,6 +48,7 @@ def export(
     from gpt_lightning.weights.formats import NANOGPT, choose_format
     from gpt_lightning.weights.hf import HF_FORMATS
     from gpt_lightning.weights.nanogpt import check_nanogpt_schedule
+    from gpt_lightning.weights.state_dict import check_finite
 
     out, ckpt_path = Path(out).expanduser(), Path(ckpt_path).expanduser()
     meta = Path(meta).expanduser() if meta is not None else None
@@ -60,6 +60,7 @@ def export(
     choose_format(config, formats, f"--format {format}")  # before anything is written: one sentence if it cannot
     if format == "nanogpt":
         check_nanogpt_schedule(checkpoint.get("hyper_parameters") or {})
+    check_finite(sd, f"The weights in {ckpt_path}")  # before a staging folder is made
     with replaced_folder(out) as staging:
         if format == "hf":
             from gpt_lightning.weights.hf import export_model
@@ -133,8 +134,8 @@ def replaced_folder(out: Path) -> Iterator[Path]:
     try:
         try:
             yield staging
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):  # name the folder: the temporary names mean nothing to a user
+        except Exception as e:  # safetensors' SafetensorError and torch's "unexpected pos" say a full disk too
+            if caused_by_full_disk(e):  # name the folder: the temporary names mean nothing to a user
                 raise UserError(disk_full_message(out)) from e
             raise
         umask = os.umask(0)
@@ -234,5 +235,5 @@ def main(args: list[str]) -> None:
         "--overwrite=true" if a == "--overwrite" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
         for i, a in enumerate(args)
     ]
-    out = CLI(export, args=args, prog="python -m gpt_lightning export")
+    out = CLI(export, args=args, prog="python -m gpt_lightning export", exit_on_error=False)
     print(f"exported to {out}: " + ", ".join(sorted(p.name for p in Path(out).iterdir())))

@@ -5,11 +5,9 @@ the callbacks that are always there (checkpoints, samples, throughput, HellaSwag
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import os
-import re
 import signal
 import sys
 import threading
@@ -24,7 +22,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from gpt_lightning.cli import LIGHTNING_SUBCOMMANDS, fit_checkpoints
+from gpt_lightning.cli import LIGHTNING_SUBCOMMANDS, argument_error_message, fit_checkpoints, refuse_url
 from gpt_lightning.cli.help import organize_help
 from gpt_lightning.data.datamodule import TokenBinDataModule, settle_data_options
 from gpt_lightning.data.sampling import EpochMonitor
@@ -95,7 +93,7 @@ class GPTLightningCLI(LightningCLI):
             raise UserError(REMOVED_LR_MONITOR)
         self.run_lock: Optional[RunLock] = None  # taken for a `fit` that runs now (before_instantiate_classes)
         self.runs_now = run
-        self.previous_sigint = None  # the SIGINT handler before_validate replaced
+        self.previous_handlers: dict = {}  # the SIGINT and SIGTERM handlers before_validate replaced
         formatting = {"prog": "python -m gpt_lightning", "formatter_class": HelpFormatter}
         try:
             super().__init__(
@@ -127,16 +125,19 @@ class GPTLightningCLI(LightningCLI):
         finally:  # with run=True the subcommand has run inside the constructor
             if self.run_lock is not None:
                 self.run_lock.release()
-            if self.previous_sigint is not None:
-                signal.signal(signal.SIGINT, self.previous_sigint)
+            for sig, handler in self.previous_handlers.items():
+                signal.signal(sig, handler)
 
     def before_validate(self) -> None:
-        # Ctrl-C: one line and status 130 (Lightning turns a KeyboardInterrupt into status 1); nothing to save.
-        # `fit` has its own handler (train/safety.py: StopRequest), which saves first.
+        # Ctrl-C or SIGTERM while nothing is being trained (validate, test, predict, and fit's validation before its
+        # first step): one line and status 128 + signal, as a requeue script must see it (Lightning turns a
+        # KeyboardInterrupt into status 1, and ends on SIGTERM with status 0); nothing to save. While `fit` trains,
+        # its own handlers (train/safety.py: StopRequest, installed by LastCheckpoint) replace these and save first.
         if threading.current_thread() is threading.main_thread():
-            self.previous_sigint = signal.signal(signal.SIGINT, safety.exit_at_once)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous_handlers.setdefault(sig, signal.signal(sig, safety.exit_at_once))
 
-    before_test = before_predict = before_validate
+    before_fit = before_test = before_predict = before_validate
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         """Parse; with --ckpt_path, parse again with the checkpoint's hyperparameters as parser defaults, so that
@@ -243,9 +244,16 @@ class GPTLightningCLI(LightningCLI):
             # Lightning reads the checkpoint again after read_checkpoint checked it: tensors only there too
             config["weights_only"] = True
             self.run_folder(config)  # the logger's name, on the final config (parse_arguments may parse again)
+        if "://" in str(config.model.get("init_from") or ""):  # (from a config file; the command line is checked first)
+            refuse_url("--model.init_from", config.model.init_from)
         trainer = config.trainer
         if trainer.precision is None and not has_precision_plugin(trainer.get("plugins")):
             trainer.precision = auto_precision(trainer.accelerator)  # bf16-mixed on a GPU, else 32-true
+        if config.get("val_every_n_steps") is not None and config.val_every_n_steps < 1:
+            raise UserError(
+                f"--val_every_n_steps must be at least 1, got {config.val_every_n_steps}; leave it unset (null) to "
+                "validate by --trainer.val_check_interval instead."
+            )
         if trainer.max_steps is not None and trainer.max_steps < -1:
             raise UserError(f"--trainer.max_steps must be -1 (no limit) or at least 0, got {trainer.max_steps}.")
         if no_logger(trainer.get("logger")):
@@ -265,7 +273,9 @@ class GPTLightningCLI(LightningCLI):
                     or default_pad_vocab_multiple(theirs.get("tokenizer")),
                     "tokenizer": None,
                 }
-                fit_checkpoints.check_checkpoint_fits_before_building(path, ckpt, building, self.subcommand == "fit")
+                fit_checkpoints.check_checkpoint_fits_before_building(path, ckpt, building)
+            if self.subcommand == "fit":  # (validate, test and predict read the weights alone)
+                fit_checkpoints.check_same_optimizer(path, ckpt, config.model.optimizer)
         if self.subcommand == "fit" and not config.get("ckpt_path"):
             fit_checkpoints.refuse_to_overwrite_run(config.checkpoint.dirpath)  # early; again under the lock
         # the named step that may download and tokenize --data.source, before argument linking reads meta.json; a
@@ -307,7 +317,10 @@ class GPTLightningCLI(LightningCLI):
             isinstance(c, ProgressBar) for c in given
         ):
             kwargs["callbacks"] = [*given, GPTProgressBar(refresh_rate=10)]
-        trainer = super().instantiate_trainer(**kwargs)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except ValueError as e:  # the Trainer's checks of --trainer.* (FSDP on a CPU, ...): sentences about settings
+            raise UserError(" ".join(str(e).split())) from e
         # the Trainer knows its device now; only a flag, set before Lightning's tensor-core hint would print
         enable_tf32(trainer.strategy.root_device)
         trainer.callbacks = self.with_added_callbacks(trainer, logged=not no_logger(trainer_config.get("logger")))
@@ -417,27 +430,3 @@ def set_tokens_per_step(trainer: Trainer, data: TokenBinDataModule) -> int:
         f"device(s) x {trainer.num_nodes} node(s) x {accumulate} accumulation ({how}) = {per_pass * accumulate:,}"
     )
     return per_pass * accumulate
-
-
-def argument_error_message(message: str, known_keys: list[str]) -> str:
-    """jsonargparse's error in one line, plus the closest valid option for a misspelled one (`model.n_layr` or
-    `n_layr` -> `model.n_layer`); a value of the wrong type says which types the option takes."""
-    help_hint = "python -m gpt_lightning fit --help lists every option"
-    typed = re.search(r'Parser key "([^"]+)"', message)
-    if typed:
-        expected = message.split("Given value type")[0]
-        types = dict.fromkeys(t.replace("NoneType", "null") for t in re.findall(r"<class '(\w+)'>", expected))
-        given = re.search(r"Given value: (.*)", message)
-        value = f" {given.group(1).strip()!r}" if given else " this value"
-        takes = " or ".join(types) or "another type"
-        return f"--{typed.group(1)} does not accept{value}: it takes {takes} ({help_hint})."
-    text = "; ".join(line.strip() for line in message.strip().splitlines()[:2] if line.strip())
-    unknown = re.search(r"(?:option '|unrecognized arguments: --?)([\w.]+)", message)
-    if unknown and unknown.group(1) not in known_keys:
-        wrong = unknown.group(1)
-        leaves = {key.rsplit(".", 1)[-1]: key for key in known_keys}
-        close = difflib.get_close_matches(wrong, known_keys, n=1, cutoff=0.75)
-        close = close or [leaves[m] for m in difflib.get_close_matches(wrong.rsplit(".", 1)[-1], list(leaves), n=1)]
-        if close:
-            return f"{text}; did you mean {close[0]}? ({help_hint})"
-    return f"{text} ({help_hint})"

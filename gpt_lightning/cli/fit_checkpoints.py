@@ -100,12 +100,10 @@ def architecture_differences(saved: dict, now: dict) -> list[str]:
     return out
 
 
-def check_checkpoint_fits(
-    path: str, ckpt: dict, model: torch.nn.Module, hparams: dict, resuming_training: bool = False
-) -> None:
+def check_checkpoint_fits(path: str, ckpt: dict, model: torch.nn.Module, hparams: dict) -> None:
     """Refuse, in one sentence, a checkpoint trained with another architecture (any GPTConfig field but dropout),
-    whose weights do not have the shapes of the model built now, whose tokenizer is not the data's (same shapes,
-    but ids that decode to other text), or, when training resumes, whose optimizer is another one."""
+    whose weights do not have the shapes of the model built now, or whose tokenizer is not the data's (same
+    shapes, but ids that decode to other text)."""
     saved = ckpt.get("hyper_parameters") or {}
     diffs = architecture_differences(saved, hparams)
     if diffs:
@@ -132,16 +130,9 @@ def check_checkpoint_fits(
             "mean other text; use the data folder it was trained on (data_dir), or prepare the data from the "
             "same text with the same tokenizer."
         )
-    before, now = saved.get("optimizer", "adamw"), hparams.get("optimizer", "adamw")
-    if resuming_training and before != now:
-        raise UserError(
-            f"Checkpoint {path} holds {before}'s optimizer state, so training cannot resume it with "
-            f"--model.optimizer {now}; resume with --model.optimizer {before}, or start a new run from its weights "
-            f"with --model.init_from {path}."
-        )
 
 
-def check_checkpoint_fits_before_building(path: str, ckpt: dict, hparams: dict, resuming_training: bool) -> None:
+def check_checkpoint_fits_before_building(path: str, ckpt: dict, hparams: dict) -> None:
     """check_checkpoint_fits against a model built on the meta device (no memory) from the hyperparameters the
     model is about to be built with: a checkpoint whose hyperparameters say n_embd=65536 while its weights do not
     would otherwise allocate tens of GB before the check. Settings GPTConfig refuses are left to the module."""
@@ -152,7 +143,20 @@ def check_checkpoint_fits_before_building(path: str, ckpt: dict, hparams: dict, 
         return
     with torch.device("meta"):
         model = GPT(config)
-    check_checkpoint_fits(path, ckpt, model, hparams, resuming_training)
+    check_checkpoint_fits(path, ckpt, model, hparams)
+
+
+def check_same_optimizer(path: str, ckpt: dict, optimizer: str) -> None:
+    """Resuming restores the optimizer state the checkpoint holds, whose parameter groups are those of the optimizer
+    that wrote it: AdamW's state cannot continue as Muon's, nor the other way round (torch would refuse it with a
+    traceback once the Trainer had started)."""
+    saved = (ckpt.get("hyper_parameters") or {}).get("optimizer", "adamw")  # written before Muon existed: AdamW
+    if ckpt.get("optimizer_states") and saved != optimizer:
+        raise UserError(
+            f"Checkpoint {path} was trained with --model.optimizer {saved}, whose state cannot continue as "
+            f"{optimizer}'s; resume with --model.optimizer {saved}, or start {optimizer} from its weights with "
+            f"--model.init_from {path} and a new --checkpoint.dirpath."
+        )
 
 
 # ------------------------------------------------------------ a fresh run must not overwrite an earlier one

@@ -130,7 +130,9 @@ def main(args: list[str]) -> None:
     from jsonargparse import ActionYesNo, ArgumentParser
 
     flags = ("kv_cache", "stream")
-    parser = ArgumentParser(prog="python -m gpt_lightning generate", description=generate.__doc__.split("\n")[0])
+    parser = ArgumentParser(
+        prog="python -m gpt_lightning generate", description=generate.__doc__.split("\n")[0], exit_on_error=False
+    )
     parser.add_function_arguments(generate, skip=set(flags), as_group=False)
     parser.add_argument(
         "--kv_cache",

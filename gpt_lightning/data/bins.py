@@ -23,6 +23,7 @@ import numpy as np
 
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import AtomicFile, atomic_write
+from gpt_lightning.tokenizer import check_tokenizer_meta
 
 META_FILE = "meta.json"
 # meta.json's only key while `prepare` replaces the bins
@@ -63,6 +64,8 @@ def describe_missing(data_dir: Union[str, Path]) -> str:
     stopped (or still running) half way through writing it."""
     if not Path(data_dir).exists():
         return "does not exist"
+    if not Path(data_dir).is_dir():
+        return "is a file, not a data folder"
     if _raw_meta(data_dir).get(INCOMPLETE):
         return "was left half-written by a `prepare` that stopped before it finished (or is still running)"
     return f"has no {META_FILE}"
@@ -228,14 +231,20 @@ def check_split_sizes(data_dir: Path, meta: dict, block_size: int) -> None:
 REQUIRED_META = ("vocab_size", "tokenizer", "dtype", "train_tokens", "val_tokens")
 
 
-def check_folder(data_dir: Path, meta: dict, block_size: int) -> None:
-    """Every check a prepared folder must pass before training starts: sizes, windows, token ids."""
+def check_meta_fields(data_dir: Path, meta: dict) -> None:
+    """meta.json holds what training reads, and a tokenizer its ids decode by."""
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
         raise UserError(
             f"{Path(data_dir) / META_FILE} lacks {', '.join(missing)}: it was not written by `prepare`, or was edited; "
             "prepare the folder again with --overwrite."
         )
+    check_tokenizer_meta(meta["tokenizer"], str(Path(data_dir) / META_FILE))
+
+
+def check_folder(data_dir: Path, meta: dict, block_size: int) -> None:
+    """Every check a prepared folder must pass before training starts: sizes, windows, token ids."""
+    check_meta_fields(data_dir, meta)
     check_split_sizes(data_dir, meta, block_size)
     for split in SPLITS:
         check_token_ids(data_dir, meta, split, open_split(data_dir, split, meta))

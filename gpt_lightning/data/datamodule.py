@@ -238,6 +238,11 @@ class TokenBinDataModule(L.LightningDataModule):
             meta = read_meta(self.data_dir)
             if meta is None and is_nanogpt_data_folder(self.data_dir):
                 meta = nanogpt_data_meta(self.data_dir)  # read as it is; nothing is written into it
+            if meta is None and Path(self.data_dir).exists() and not Path(self.data_dir).is_dir():
+                raise UserError(
+                    f"--data.data_dir {self.data_dir} is a file; give the folder `prepare` wrote (meta.json, "
+                    "train.bin, val.bin) or a nanoGPT data folder."
+                )
             if meta is None:
                 how = "run `fit` with --data.source set" if self.source else "set --data.source"
                 raise UserError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import multiprocessing
 import re
+import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Optional
@@ -93,6 +94,14 @@ def _init_worker(tokenizer_meta: dict, eot: Optional[int], dtype: str) -> None:
     _worker_eot, _worker_dtype = eot, np.dtype(dtype)
 
 
+def _init_pool_worker(tokenizer_meta: dict, eot: Optional[int], dtype: str) -> None:
+    # The main process stops the work (Ctrl-C, SIGTERM) and ends the pool, whose terminate() sends SIGTERM: a
+    # worker neither turns Ctrl-C into a traceback of its own nor runs the handler it inherited from the main process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _init_worker(tokenizer_meta, eot, dtype)
+
+
 def _encode_batch(batch: Batch) -> dict[str, np.ndarray]:
     """Token arrays per split for one batch, in the order of its pieces; `eot` after each whole piece."""
     ids: dict[str, list[int]] = {}
@@ -117,7 +126,7 @@ def encode_batches(
     # fork where there is one (fast start, nothing to re-import), else the platform's default
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with ctx.Pool(num_proc, initializer=_init_worker, initargs=(meta, eot, dtype.name)) as pool:
+    with ctx.Pool(num_proc, initializer=_init_pool_worker, initargs=(meta, eot, dtype.name)) as pool:
         in_flight: collections.deque = collections.deque()
         for batch in batches:
             in_flight.append((batch, pool.apply_async(_encode_batch, (batch,))))

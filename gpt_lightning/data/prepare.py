@@ -9,7 +9,6 @@ the count in meta.json: an interrupted prepare never leaves data that training w
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import math
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from gpt_lightning.data.bins import (
 )
 from gpt_lightning.data.encode import encode_batches, make_batches
 from gpt_lightning.data.sources import Source, resolve_source
-from gpt_lightning.errors import UserError, disk_full_message
+from gpt_lightning.errors import UserError, caused_by_full_disk, disk_full_message
 from gpt_lightning.files import remove_stale_temporaries
 from gpt_lightning.tokenizer import GPT2Tokenizer, Tokenizer, build_tokenizer
 
@@ -100,7 +99,7 @@ def prepare(
     try:
         return _write_bins(out, src, source, tok, val_fraction, num_proc, batch_chars)
     except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # numpy's tofile names no file: name the folder
+        if caused_by_full_disk(e):  # numpy's tofile names no file (nor, for a partial write, the errno): the folder
             raise UserError(disk_full_message(out)) from e
         raise
     finally:

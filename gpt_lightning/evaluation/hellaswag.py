@@ -174,6 +174,8 @@ def locate(path: Optional[Union[str, Path]] = None, option: str = "--hellaswag_p
     there first when missing. Raises UserError saying where to put it, or which `option` passes it."""
     if path is not None:
         path = Path(path).expanduser()
+        if path.is_dir():
+            raise UserError(f"HellaSwag file {path} is a folder; pass the path of hellaswag_val.jsonl with {option}.")
         if not path.is_file():
             raise UserError(
                 f"HellaSwag file {path} does not exist; pass the path of hellaswag_val.jsonl with {option}."

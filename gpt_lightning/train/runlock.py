@@ -69,8 +69,12 @@ class RunLock:
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "command": " ".join([command_name(), *sys.argv[1:]]),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        except OSError as e:  # a full disk: name the lock file (an OSError of a bare descriptor names no path)
+            os.close(fd)
+            raise OSError(e.errno, e.strerror, str(self.path)) from e
         self.fd = fd
         return self
 

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import errno
 import signal
 import sys
 import threading
@@ -22,7 +21,7 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from gpt_lightning.errors import UserError, disk_full_message, free_space
+from gpt_lightning.errors import UserError, caused_by_full_disk, disk_full_message, free_space
 from gpt_lightning.files import atomic_write
 
 # ------------------------------------------------------------ atomic checkpoint files
@@ -55,17 +54,6 @@ def checkpoint_bytes(checkpoint: Any) -> int:
     if isinstance(checkpoint, (list, tuple)):
         return sum(checkpoint_bytes(v) for v in checkpoint)
     return 0
-
-
-def caused_by_full_disk(e: Optional[BaseException]) -> bool:
-    """Whether a full disk (ENOSPC, or a quota) is anywhere in an exception's chain."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
 
 
 def with_atomic_checkpoint_io(plugins: Any) -> list:
@@ -141,6 +129,10 @@ class StopRequest:
 
 
 def exit_at_once(signum: int, frame: Any) -> None:
-    """A SIGINT handler for commands with nothing to save (validate, test, predict): one line, status 130."""
-    sys.stderr.write("\ninterrupted (Ctrl-C)\n")
+    """A SIGINT and SIGTERM handler while there is nothing to save (validate, test, predict, and fit before its first
+    step): one line, status 128 + signal number (130, 143)."""
+    if signum == signal.SIGINT:
+        sys.stderr.write("\ninterrupted (Ctrl-C)\n")
+    else:
+        sys.stderr.write(f"\n{signal.Signals(signum).name} received: stopping at once (nothing to save).\n")
     raise TrainingInterrupted(signum)

@@ -14,6 +14,7 @@ from typing import NamedTuple, Optional, Union
 from gpt_lightning.errors import UserError
 from gpt_lightning.meta_pkl import nanogpt_meta_file, tokenizer_from_meta_pkl
 from gpt_lightning.model import GPTConfig
+from gpt_lightning.tokenizer import check_tokenizer_meta
 from gpt_lightning.weights.nanogpt import is_nanogpt_checkpoint, nanogpt_tokenizer
 from gpt_lightning.weights.safe_load import FROM_FIT, read_checkpoint
 from gpt_lightning.weights.state_dict import gpt_state_dict
@@ -50,6 +51,8 @@ def checkpoint_tokenizer(
         raise UserError(f"{path} records its own tokenizer, so --meta does not apply to it; drop --meta.")
     if meta is not None:
         return tokenizer_from_meta_pkl(nanogpt_meta_file(meta))
+    if saved is not None:
+        check_tokenizer_meta(saved, str(path))
     return saved
 
 

@@ -28,6 +28,7 @@ import torch
 from gpt_lightning.errors import UserError
 from gpt_lightning.files import atomic_path, atomic_write, copy_file
 from gpt_lightning.model import GPTConfig
+from gpt_lightning.tokenizer import check_tokenizer_meta
 from gpt_lightning.weights.formats import HF_GPT2
 from gpt_lightning.weights.safe_load import read_checkpoint
 from gpt_lightning.weights.state_dict import (
@@ -171,12 +172,29 @@ def state_dict_to_hf(sd: dict, config: GPTConfig) -> dict:
 # ---------------------------------------------------------------- reading pretrained weights
 
 
+def json_object(text: str, source: str) -> dict:
+    """The JSON object (a dict) a model file's config holds, or a UserError naming where it came from."""
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise UserError(
+            f"{source} is not valid JSON ({e}); it is corrupt or not a model's config: export or "
+            "download the model again."
+        ) from e
+    if not isinstance(value, dict):
+        raise UserError(
+            f"{source} holds a JSON {type(value).__name__}, not an object of settings; it is not a "
+            "model's config: export or download the model again."
+        )
+    return value
+
+
 def read_safetensors(path: Path) -> tuple[dict, dict]:
     """Tensors and header metadata of one .safetensors file, or of the shards an index.json lists."""
     from safetensors import safe_open
 
     if path.name.endswith(".index.json"):
-        index = json.loads(path.read_text())
+        index = json_object(path.read_text(), str(path))
         tensors, metadata = {}, index.get("metadata") or {}
         for shard in sorted(set(index["weight_map"].values())):
             tensors.update(read_safetensors(path.parent / shard)[0])
@@ -247,7 +265,7 @@ def load_pretrained(init_from: str) -> tuple[GPTConfig, dict, Optional[dict]]:
             path = hub_folder(init_from)
         else:
             raise UserError(
-                f"--model.init_from={init_from!r} is neither a file or folder nor one of "
+                f"{init_from} is neither a file or folder nor one of "
                 f"{', '.join(['scratch', *HUB_MODELS])}; pass an existing GPT-2 folder or .safetensors file."
             )
     if path.is_dir():
@@ -274,13 +292,15 @@ def load_pretrained(init_from: str) -> tuple[GPTConfig, dict, Optional[dict]]:
     else:
         raise UserError(f"{weights} is not a .safetensors file; pass a .safetensors file or a model folder.")
     if CONFIG_KEY in metadata:  # our export: the full config rides in the file itself
-        hf_config = json.loads(metadata[CONFIG_KEY])
+        hf_config = json_object(metadata[CONFIG_KEY], f"The {CONFIG_KEY!r} metadata of {weights}")
     elif (folder / "config.json").is_file():
-        hf_config = json.loads((folder / "config.json").read_text())
+        hf_config = json_object((folder / "config.json").read_text(), str(folder / "config.json"))
     else:
         hf_config = infer_hf_config(sd)
     config = gpt_config_from_hf(hf_config)
     tokenizer = hf_config.get(CONFIG_KEY, {}).get("tokenizer")
+    if tokenizer is not None:
+        check_tokenizer_meta(tokenizer, str(weights))
     if tokenizer is None and config.vocab_size in (GPT2_VOCAB_SIZE, 50304):
         tokenizer = dict(GPT2_TOKENIZER)  # OpenAI's GPT-2 and its padded variant use GPT-2's BPE
     return config, hf_to_state_dict(sd, config), tokenizer

@@ -45,7 +45,7 @@ def load_checkpoint_model(
             raise UserError(f"--meta applies to nanoGPT's ckpt.pt only, not to {path}; drop --meta.")
         config, state_dict, meta = load_pretrained(str(path))  # GPT-2 weights: hub name, HF folder, .safetensors
     model = build_model(config, state_dict, f"The weights in {path}")
-    tokenizer = tokenizer_from_meta(meta) if meta else None
+    tokenizer = tokenizer_from_meta(meta, str(path)) if meta else None
     return model.to(device).eval(), tokenizer
 
 
@@ -156,4 +156,4 @@ def fit_pretrained(
     settings = {"vocab_size": vocab_size, "block_size": block_size or config.block_size}
     settings.update(dropout=given.get("dropout", 0.0), pad_vocab_multiple=given["pad_vocab_multiple"])
     config = GPTConfig(**{**asdict(config), **settings})
-    return config, check_state_dict(pad_token_rows(sd, config), config), tokenizer
+    return config, check_state_dict(pad_token_rows(sd, config), config, f"The weights in {source}"), tokenizer

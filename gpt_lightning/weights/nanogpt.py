@@ -185,9 +185,9 @@ class NanoGPTRun:
 def nanogpt_run(checkpoint: dict, source: PathLike) -> NanoGPTRun:
     iter_num = checkpoint.get("iter_num")
     if not isinstance(iter_num, int) or iter_num < 0:
+        what = "has no iter_num" if iter_num is None else f"has iter_num {iter_num!r}, not a step count (0 or more)"
         raise UserError(
-            f"{source} has no iter_num, so the step to continue from is unknown; leave --model.init_optimizer_state "
-            "unset."
+            f"{source} {what}, so the step to continue from is unknown; leave --model.init_optimizer_state unset."
         )
     config = checkpoint.get("config") if isinstance(checkpoint.get("config"), dict) else {}
     return NanoGPTRun(iter_num, optimizer_state_by_name(checkpoint, source), config)

@@ -17,6 +17,14 @@ from gpt_lightning.errors import UserError
 FROM_FIT = "a .ckpt written by `fit`"
 
 
+def written_by_torch_save(path: Path) -> bool:
+    """Whether a file starts as torch.save writes one: a zip archive (torch >= 1.6) or a pickle of protocol 2 or
+    more (the legacy format)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
+
+
 def read_checkpoint(path: Union[str, Path], *, mmap: bool = False, expected: str = FROM_FIT) -> dict:
     """torch.load a file onto the CPU (tensors and plain containers only), with one set of one-sentence
     UserErrors for every way that can fail. Every torch.load of a user's file goes through here.
@@ -37,6 +45,8 @@ def read_checkpoint(path: Union[str, Path], *, mmap: bool = False, expected: str
     others = sorted(path.parent.glob("best-*.ckpt")) if path.name == "last.ckpt" else []
     if others:  # a run killed while Lightning wrote last.ckpt itself; our own saves are atomic
         instead = f"resume from {others[-1]} beside it instead, or pass another checkpoint"
+    if not written_by_torch_save(path):  # text or random bytes, which the unpickler would call Python objects
+        raise UserError(f"{path} is not a checkpoint (not a file torch.save wrote); {instead}.")
     try:
         # weights_only: tensors and plain containers only, so a checkpoint cannot run code when it is read
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)

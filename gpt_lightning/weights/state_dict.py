@@ -77,7 +77,20 @@ def check_state_dict(sd: dict, config: GPTConfig, source: str = "The weights") -
             f"{source} do not fit the model their settings describe (missing: {missing[:3]}, unexpected: "
             f"{unexpected[:3]}, wrong shapes: {wrong[:3]}); the file is corrupt or was not written for this model."
         )
+    check_finite(sd, source)
     return sd
+
+
+def check_finite(sd: dict, source: str = "The weights") -> None:
+    """Refuse weights holding NaN or inf: a model of them samples nothing (or blanks) and an export of them is no
+    model, without a word otherwise. (Tensors on the meta device hold no values.)"""
+    for key, value in sd.items():
+        if torch.is_tensor(value) and value.is_floating_point() and value.device.type != "meta":
+            if not torch.isfinite(value).all():
+                raise UserError(
+                    f"{source} hold NaN or infinite values ({key}): the run that wrote them diverged or the file is "
+                    "corrupt; use an earlier checkpoint (e.g. the best-*.ckpt of that run)."
+                )
 
 
 def pad_token_rows(sd: dict, config: GPTConfig) -> dict:

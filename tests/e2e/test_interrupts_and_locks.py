@@ -98,6 +98,23 @@ def test_ctrl_c_in_prepare_is_one_line_exit_130_and_leaves_no_folder(root):
     assert not (root / "data/big").exists()  # its temporaries gone, and the folder it made too
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["kill", "Ctrl-C"])
+def test_a_signal_to_prepare_with_workers_is_one_line_and_leaves_no_folder(root, sig):
+    """`kill PID` of `prepare --num_proc 2`: the workers printed four BrokenPipe tracebacks into the pipe of a main
+    process that SIGTERM had ended at once, leaving its temporaries behind."""
+    (root / "big.txt").write_text(synthetic_text() * 1000)  # 20 million characters
+    args = ["prepare", "--source", "big.txt", "--out", "data/big", "--batch_chars", "100000", "--num_proc", "2"]
+    proc = start(args, root)
+    wait_until(proc, lambda: (root / "data/big").is_dir())
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    assert "Traceback" not in err and "BrokenPipe" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert ("SIGTERM received: stopping." if sig == signal.SIGTERM else "interrupted (Ctrl-C)") in err
+    assert not (root / "data/big").exists()
+
+
 def test_a_second_ctrl_c_in_fit_stops_at_once_with_exit_130(root):
     write_tiny_config(root, **{"trainer.callbacks": THROTTLE, "trainer.max_steps": 1000})
     proc = start(["fit", "--config", "tiny.yaml"], root)
@@ -147,3 +164,33 @@ def test_ctrl_c_in_validate_is_one_line_and_exit_130(root):
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "interrupted (Ctrl-C)" in err
+
+
+@pytest.mark.parametrize(
+    "command, sig",
+    [("validate", signal.SIGTERM), ("fit", signal.SIGTERM), ("fit", signal.SIGINT)],
+    ids=["SIGTERM-in-validate", "SIGTERM-in-fits-start-validation", "SIGINT-in-fits-start-validation"],
+)
+def test_a_signal_while_nothing_is_trained_is_one_line_and_128_plus_the_signal(root, command, sig):
+    """validate, and fit's validation before its first step (num_sanity_val_steps=-1): Lightning alone exits 0 on
+    SIGTERM (a requeue script would see success) and 1 with its own text on Ctrl-C."""
+    write_tiny_config(root, **{"trainer.max_steps": 2})
+    assert run_cli_subprocess(["fit", "--config", "tiny.yaml"], cwd=root).returncode == 0
+    slow = {"progress_file": "progress.txt", "seconds": 0.1, "sanity_check_too": True}
+    write_tiny_config(
+        root,
+        **{
+            "trainer.callbacks": [{"class_path": "probes.SlowValidation", "init_args": slow}],
+            "trainer.num_sanity_val_steps": -1,
+            "data.val_batches": 1000,
+        },
+    )
+    args = ["--ckpt_path", "out/ckpt/last.ckpt"] if command == "validate" else ["--checkpoint.dirpath", "out/new"]
+    proc = start([command, "--config", "tiny.yaml", *args], root)
+    wait_until(proc, lambda: (root / "progress.txt").is_file())
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "graceful shutdown" not in err
+    line = "interrupted (Ctrl-C)" if sig == signal.SIGINT else "SIGTERM received: stopping at once (nothing to save)."
+    assert line in err

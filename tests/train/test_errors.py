@@ -4,6 +4,7 @@ leaves every file that was there before untouched."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -339,6 +340,203 @@ def ckpt_hparams_say_a_huge_model(root: Path) -> list[str]:
     return ["fit", "--data.data_dir", "data/tiny", "--ckpt_path", "huge.ckpt", "--checkpoint.dirpath", "out/huge"]
 
 
+def negative_learning_rate(root: Path) -> list[str]:
+    return [*FIT, "--model.learning_rate=-1", "--checkpoint.dirpath", "out/new"]
+
+
+def negative_muon_lr(root: Path) -> list[str]:
+    return [*FIT, "--model.optimizer=muon", "--model.muon_lr=-1", "--checkpoint.dirpath", "out/new"]
+
+
+def beta1_over_one(root: Path) -> list[str]:
+    return [*FIT, "--model.beta1=1.5", "--checkpoint.dirpath", "out/new"]
+
+
+def negative_muon_weight_decay(root: Path) -> list[str]:
+    return [*FIT, "--model.optimizer=muon", "--model.muon_weight_decay=-1", "--checkpoint.dirpath", "out/new"]
+
+
+def muon_momentum_over_one(root: Path) -> list[str]:
+    return [*FIT, "--model.optimizer=muon", "--model.muon_momentum=2", "--checkpoint.dirpath", "out/new"]
+
+
+def negative_weight_decay(root: Path) -> list[str]:
+    return [*FIT, "--model.weight_decay=-1", "--checkpoint.dirpath", "out/new"]
+
+
+def resume_adamw_run_as_muon(root: Path) -> list[str]:
+    return [*FIT, "--model.optimizer=muon", "--ckpt_path", "last"]
+
+
+def resume_muon_run_as_adamw(root: Path) -> list[str]:
+    """A checkpoint that says Muon wrote it (its hyperparameters, which are the defaults on resume)."""
+    import torch
+
+    checkpoint = torch.load(root / "out/ckpt/last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["optimizer"] = "muon"
+    torch.save(checkpoint, root / "muon.ckpt")
+    return [*FIT, "--model.optimizer=adamw", "--ckpt_path", "muon.ckpt"]
+
+
+def foreign_model_folder(root: Path, config_json: str, metadata: dict | None = None) -> list[str]:
+    """hf/: the tiny run's weights as a Hugging Face GPT-2 folder whose config.json is `config_json` (and whose
+    .safetensors metadata is `metadata`, without our own config in it unless given)."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    assert run_cli_in_process(["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "hf"]) == 0
+    tensors = load_file(root / "hf" / "model.safetensors")
+    save_file(tensors, root / "hf" / "model.safetensors", metadata={"format": "pt", **(metadata or {})})
+    exported = json.loads((root / "hf" / "config.json").read_text())
+    (root / "hf" / "config.json").write_text(config_json.replace("EXPORTED", json.dumps(exported)))
+    return ["generate", "--ckpt_path", "hf", "--max_new_tokens", "5"]
+
+
+def config_json_not_json(root: Path) -> list[str]:
+    return foreign_model_folder(root, "{nope")
+
+
+def config_json_a_list(root: Path) -> list[str]:
+    foreign_model_folder(root, "[1,2]")
+    return [*FIT, "--model.init_from", "hf", "--checkpoint.dirpath", "out/new"]
+
+
+def safetensors_metadata_not_json(root: Path) -> list[str]:
+    return foreign_model_folder(root, "EXPORTED", metadata={"gpt_lightning": "{nope"})
+
+
+def tokenizer_chars_a_number(root: Path) -> list[str]:
+    foreign_model_folder(root, "EXPORTED")
+    text = (root / "hf" / "config.json").read_text()
+    (root / "hf" / "config.json").write_text(text.replace('"chars": "\\n ,.abcdefghij"', '"chars": 5'))
+    assert '"chars": 5' in (root / "hf" / "config.json").read_text()
+    return ["generate", "--ckpt_path", "hf", "--max_new_tokens", "5"]
+
+
+def checkpoint_vocabulary_a_character_many_times(root: Path) -> list[str]:
+    import torch
+
+    checkpoint = torch.load(root / "out/ckpt/last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["tokenizer"]["chars"] = "a" * 14
+    torch.save(checkpoint, root / "aaa.ckpt")
+    return ["export", "--ckpt_path", "aaa.ckpt", "--out", "exported"]
+
+
+def meta_json_vocabulary_a_character_many_times(root: Path) -> list[str]:
+    import json
+
+    meta = json.loads((copy_data(root, "aaa") / "meta.json").read_text())
+    meta["tokenizer"]["chars"] = "a" * 14
+    (root / "data/aaa/meta.json").write_text(json.dumps(meta))
+    return [*FIT, "--data.data_dir", "data/aaa", "--checkpoint.dirpath", "out/new"]
+
+
+def val_every_n_steps_negative(root: Path) -> list[str]:
+    return [*FIT, "--val_every_n_steps=-3", "--checkpoint.dirpath", "out/new"]
+
+
+def temperature_nan(root: Path) -> list[str]:
+    return ["generate", "--ckpt_path", "out/ckpt", "--temperature", "nan", "--max_new_tokens", "5"]
+
+
+def mistyped_subcommand(root: Path) -> list[str]:
+    return ["exprot", "--ckpt_path", "out/ckpt", "--out", "exported"]
+
+
+def config_empty(root: Path) -> list[str]:
+    (root / "empty.yaml").write_text("")
+    return ["fit", "--config", "empty.yaml", "--checkpoint.dirpath", "out/new"]
+
+
+def config_missing(root: Path) -> list[str]:
+    return ["fit", "--config", "nope.yaml", "--checkpoint.dirpath", "out/new"]
+
+
+def config_a_folder(root: Path) -> list[str]:
+    return ["validate", "--config", "data", "--ckpt_path", "out/ckpt"]
+
+
+def config_with_a_key_twice(root: Path) -> list[str]:
+    text = (root / "tiny.yaml").read_text()
+    (root / "twice.yaml").write_text(text.replace("model:\n", "model:\n  n_layer: 3\nmodel:\n", 1))
+    return ["fit", "--config", "twice.yaml", "--checkpoint.dirpath", "out/new"]
+
+
+def data_dir_a_file(root: Path) -> list[str]:
+    return [*FIT, "--data.data_dir", "tiny.txt", "--checkpoint.dirpath", "out/new"]
+
+
+def path_not_utf8(root: Path) -> list[str]:
+    return ["generate", "--ckpt_path", os.fsdecode(b"out/ckpt/\xfflast.ckpt"), "--max_new_tokens", "5"]
+
+
+def generate_from_a_url(root: Path) -> list[str]:
+    return ["generate", "--ckpt_path", "http://127.0.0.1:9/last.ckpt", "--max_new_tokens", "5"]
+
+
+def export_from_a_url(root: Path) -> list[str]:
+    return ["export", "--ckpt_path=https://127.0.0.1:9/last.ckpt", "--out", "exported"]
+
+
+def evaluate_a_url(root: Path) -> list[str]:
+    return ["evaluate", "--ckpt_path", "https://127.0.0.1:9/gpt2", "--limit", "1"]
+
+
+def init_from_a_url(root: Path) -> list[str]:
+    return [*FIT, "--model.init_from", "http://127.0.0.1:9/last.ckpt", "--checkpoint.dirpath", "out/new"]
+
+
+def nan_checkpoint(root: Path) -> None:
+    import torch
+
+    checkpoint = torch.load(root / "out/ckpt/last.ckpt", weights_only=True)
+    checkpoint["state_dict"]["model.transformer.h.0.mlp.c_fc.weight"][0, 0] = float("nan")
+    torch.save(checkpoint, root / "nan.ckpt")
+
+
+def generate_from_nan_weights(root: Path) -> list[str]:
+    nan_checkpoint(root)
+    return ["generate", "--ckpt_path", "nan.ckpt", "--max_new_tokens", "5"]
+
+
+def export_nan_weights(root: Path) -> list[str]:
+    nan_checkpoint(root)
+    return ["export", "--ckpt_path", "nan.ckpt", "--out", "exported"]
+
+
+def init_from_nan_weights(root: Path) -> list[str]:
+    nan_checkpoint(root)
+    return [*FIT, "--model.init_from", "nan.ckpt", "--checkpoint.dirpath", "out/new"]
+
+
+def text_file_as_checkpoint(root: Path) -> list[str]:
+    (root / "notes.ckpt").write_text("print('hello')\n")
+    return ["generate", "--ckpt_path", "notes.ckpt", "--max_new_tokens", "5"]
+
+
+def random_bytes_as_checkpoint(root: Path) -> list[str]:
+    (root / "random.ckpt").write_bytes(np.random.default_rng(0).integers(0, 255, 4096, dtype=np.uint8).tobytes())
+    return [*FIT, "--ckpt_path", "random.ckpt"]
+
+
+def nanogpt_iter_num_negative(root: Path) -> list[str]:
+    import torch
+
+    assert (
+        run_cli_in_process(["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "nano", "--format", "nanogpt"]) == 0
+    )
+    checkpoint = torch.load(root / "nano/ckpt.pt", weights_only=True)
+    checkpoint["iter_num"] = -5
+    torch.save(checkpoint, root / "nano/ckpt.pt")
+    init = ["--model.init_from", "nano/ckpt.pt", "--model.init_optimizer_state", "true"]
+    return [*FIT, *init, "--checkpoint.dirpath", "out/new"]
+
+
+def muon_with_fsdp_on_cpu(root: Path) -> list[str]:
+    return [*FIT, "--model.optimizer=muon", "--trainer.strategy=fsdp", "--checkpoint.dirpath", "out/new"]
+
+
 CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     (missing_data_folder, "error: Data folder data/nope does not exist; prepare it with"),
     (tokenizer_disagrees_with_folder, "error: --data.tokenizer gpt2 disagrees with data/tiny, which was prepared with"),
@@ -422,6 +620,46 @@ CASES: list[tuple[Callable[[Path], list[str]], str]] = [
     ),
     (nanogpt_data_with_a_looping_meta_pkl, "error: data/nano/meta.pkl holds a container inside itself or twice over"),
     (run_lock_is_a_symlink, "error: out/linked/run.lock is not a regular file (a symlink, FIFO or device)"),
+    (negative_learning_rate, "error: --model.learning_rate must be a positive number, got -1.0."),
+    (negative_muon_lr, "error: --model.muon_lr must be a positive number, got -1.0."),
+    (beta1_over_one, "error: --model.beta1 must be in [0, 1), got 1.5."),
+    (negative_muon_weight_decay, "error: --model.muon_weight_decay must be >= 0, got -1.0."),
+    (muon_momentum_over_one, "error: --model.muon_momentum must be in [0, 1), got 2.0."),
+    (negative_weight_decay, "error: --model.weight_decay must be >= 0, got -1.0."),
+    (
+        resume_adamw_run_as_muon,
+        "error: Checkpoint out/ckpt/last.ckpt was trained with --model.optimizer adamw, whose state cannot continue",
+    ),
+    (resume_muon_run_as_adamw, "error: Checkpoint muon.ckpt was trained with --model.optimizer muon, whose state"),
+    (config_json_not_json, "error: hf/config.json is not valid JSON (Expecting property name enclosed in double"),
+    (config_json_a_list, "error: hf/config.json holds a JSON list, not an object of settings; it is not a model's"),
+    (safetensors_metadata_not_json, "error: The 'gpt_lightning' metadata of hf/model.safetensors is not valid JSON"),
+    (tokenizer_chars_a_number, "error: hf/model.safetensors has a char vocabulary that is not a list of single"),
+    (checkpoint_vocabulary_a_character_many_times, "error: aaa.ckpt has a char vocabulary with 'a' twice (again at id"),
+    (
+        meta_json_vocabulary_a_character_many_times,
+        "error: data/aaa/meta.json has a char vocabulary with 'a' twice (again at id 1), so ids would decode",
+    ),
+    (val_every_n_steps_negative, "error: --val_every_n_steps must be at least 1, got -3; leave it unset (null)"),
+    (temperature_nan, "error: --temperature does not accept 'nan': it takes a finite number"),
+    (mistyped_subcommand, "error: Unknown subcommand 'exprot'; did you mean export? The subcommands are fit, valid"),
+    (config_empty, "error: --config empty.yaml is empty; write settings into it, or leave --config out."),
+    (config_missing, "error: --config nope.yaml does not exist; give the path of a YAML file"),
+    (config_a_folder, "error: --config data is a folder; give the path of a YAML file in it"),
+    (config_with_a_key_twice, "error: The YAML settings give 'model' twice (lines "),
+    (data_dir_a_file, "error: --data.data_dir tiny.txt is a file; give the folder `prepare` wrote"),
+    (path_not_utf8, "error: The argument b'out/ckpt/\\xfflast.ckpt' holds a byte that is not UTF-8 text; rename"),
+    (generate_from_a_url, "error: --ckpt_path http://127.0.0.1:9/last.ckpt is a URL, and URLs are not read"),
+    (export_from_a_url, "error: --ckpt_path https://127.0.0.1:9/last.ckpt is a URL, and URLs are not read"),
+    (evaluate_a_url, "error: --ckpt_path https://127.0.0.1:9/gpt2 is a URL, and URLs are not read"),
+    (init_from_a_url, "error: --model.init_from http://127.0.0.1:9/last.ckpt is a URL, and URLs are not read"),
+    (generate_from_nan_weights, "error: The weights in nan.ckpt hold NaN or infinite values (transformer.h.0.mlp"),
+    (export_nan_weights, "error: The weights in nan.ckpt hold NaN or infinite values (transformer.h.0.mlp.c_fc"),
+    (init_from_nan_weights, "error: The weights in nan.ckpt hold NaN or infinite values (transformer.h.0.mlp.c_fc"),
+    (text_file_as_checkpoint, "error: notes.ckpt is not a checkpoint (not a file torch.save wrote); pass a .ckpt"),
+    (random_bytes_as_checkpoint, "error: random.ckpt is not a checkpoint (not a file torch.save wrote); pass a"),
+    (nanogpt_iter_num_negative, "error: nano/ckpt.pt has iter_num -5, not a step count (0 or more), so the step"),
+    (muon_with_fsdp_on_cpu, "error: The strategy `fsdp` requires a GPU accelerator, but received `accelerator='cpu'`."),
 ]
 
 # Cases that fail on a value before anything is made: no log folder, no checkpoint folder, nothing new at all.
@@ -455,6 +693,40 @@ NOTHING_MADE = {
     export_overwrite_into_a_folder_of_ones_own,
     ckpt_hparams_say_a_huge_model,
     nanogpt_data_with_a_looping_meta_pkl,
+    negative_learning_rate,
+    negative_muon_lr,
+    beta1_over_one,
+    negative_muon_weight_decay,
+    muon_momentum_over_one,
+    negative_weight_decay,
+    resume_adamw_run_as_muon,
+    resume_muon_run_as_adamw,
+    config_json_not_json,
+    config_json_a_list,
+    safetensors_metadata_not_json,
+    tokenizer_chars_a_number,
+    checkpoint_vocabulary_a_character_many_times,
+    meta_json_vocabulary_a_character_many_times,
+    val_every_n_steps_negative,
+    temperature_nan,
+    mistyped_subcommand,
+    config_empty,
+    config_missing,
+    config_a_folder,
+    config_with_a_key_twice,
+    data_dir_a_file,
+    path_not_utf8,
+    generate_from_a_url,
+    export_from_a_url,
+    evaluate_a_url,
+    init_from_a_url,
+    generate_from_nan_weights,
+    export_nan_weights,
+    init_from_nan_weights,
+    text_file_as_checkpoint,
+    random_bytes_as_checkpoint,
+    nanogpt_iter_num_negative,
+    muon_with_fsdp_on_cpu,
 }
 
 

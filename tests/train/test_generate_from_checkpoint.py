@@ -122,7 +122,7 @@ def test_missing_or_unreadable_checkpoint(tmp_path, capsys):
     assert "does not exist" in run_error([f"--ckpt_path={tmp_path / 'nope.ckpt'}"], capsys)
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"this is not a checkpoint")
-    assert "is not a readable checkpoint" in run_error([f"--ckpt_path={garbage}"], capsys)
+    assert "is not a checkpoint (not a file torch.save wrote)" in run_error([f"--ckpt_path={garbage}"], capsys)
     truncated = tmp_path / "truncated.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(1000)}}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:300])

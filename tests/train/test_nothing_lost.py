@@ -141,6 +141,63 @@ def test_a_full_disk_while_saving_a_checkpoint_names_the_path_and_the_space_need
     assert not (root / "out/full/last.ckpt").exists()
 
 
+def test_a_partial_write_in_prepare_is_a_full_disk_naming_the_folder(root, monkeypatch, capsys):
+    """numpy's tofile reports a full disk as `OSError: 360000 requested and 30720 written`, without an errno."""
+    from gpt_lightning.data import bins
+
+    def partial_write(self, ids):
+        raise OSError("360000 requested and 30720 written")
+
+    monkeypatch.setattr(bins.BinWriter, "write", partial_write)
+    capsys.readouterr()
+    assert run_cli_in_process(["prepare", "--source", "tiny.txt", "--out", "data/full"]) == 2
+    err = capsys.readouterr().err
+    assert "error: The disk is full: could not write data/full (" in err and "Traceback" not in err, err
+    assert not (root / "data/full").exists()
+
+
+def test_a_full_disk_in_safetensors_export_is_one_line_naming_the_folder(root, monkeypatch, capsys):
+    """safetensors' Rust writer says ENOSPC as `SafetensorError: ... No space left on device (os error 28)`."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def no_space(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", no_space)
+    capsys.readouterr()
+    assert run_cli_in_process(["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "exported"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: The disk is full: could not write {root / 'exported'} (" in err and "Traceback" not in err, err
+    assert not (root / "exported").exists() and not [p for p in root.iterdir() if p.name.startswith(".exported")]
+
+
+def test_a_full_disk_in_nanogpt_export_is_one_line_not_unexpected_pos(root, monkeypatch, capsys):
+    from gpt_lightning import files
+
+    monkeypatch.setattr(files, "open", no_space_after(4096), raising=False)
+    capsys.readouterr()
+    args = ["export", "--ckpt_path", "out/ckpt/last.ckpt", "--out", "exported", "--format", "nanogpt"]
+    assert run_cli_in_process(args) == 2
+    err = capsys.readouterr().err
+    assert f"error: The disk is full: could not write {root / 'exported'} (" in err, err
+    assert "unexpected pos" not in err and "Traceback" not in err
+    assert not (root / "exported").exists()
+
+
+def test_a_full_disk_when_writing_the_lock_names_the_lock_not_the_working_folder(root, monkeypatch, capsys):
+    from gpt_lightning.train import runlock
+
+    def no_space(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runlock.os, "pwrite", no_space)
+    capsys.readouterr()
+    assert run_cli_in_process([*FIT, "--checkpoint.dirpath", "out/full"]) == 2
+    err = capsys.readouterr().err
+    assert "error: The disk is full: could not write out/full/run.lock (" in err and "Traceback" not in err, err
+
+
 # ---------------------------------------------------------------- `~` in a path option
 
 
