@@ -286,9 +286,7 @@ class GPTLightningCLI(LightningCLI):
         super().after_instantiate_classes()
         if self.resume_from:
             path, ckpt = self.resume_from
-            fit_checkpoints.check_checkpoint_fits(
-                path, ckpt, self.model, dict(self.model.hparams), self.subcommand == "fit"
-            )
+            fit_checkpoints.check_checkpoint_fits(path, ckpt, self.model, dict(self.model.hparams))
             self.resume_from = None  # the mmap'ed checkpoint is not needed any more
         dirpath = self.config.fit.checkpoint.dirpath if self.subcommand == "fit" else None
         if dirpath and self.runs_now and is_first_process():
