@@ -108,4 +108,4 @@ def read_gpt_checkpoint(
     if not isinstance(raw, dict):
         raise UserError(f"{path} has no model weights (no state_dict); pass {FROM_FIT}.")
     tokenizer = checkpoint_tokenizer(path, checkpoint, config.vocab_size, meta, tokenizer_required)
-    return config, gpt_state_dict(raw), tokenizer
+    return config, gpt_state_dict(raw, config.tie_embeddings), tokenizer
