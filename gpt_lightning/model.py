@@ -62,7 +62,7 @@ class GPTConfig:
         mlp: the feed-forward block: `gelu` (GPT-2, 4 x n_embd hidden), `relu2` (ReLU squared, Primer; as
             modded-nanogpt and nanochat; same size, cheaper activation) or `swiglu` (SiLU-gated linear unit,
             Shazeer 2020; Llama): three matrices of hidden size 8 x n_embd / 3 rounded to a multiple of 8 (344
-            for 128, 2048 for 768), which keeps the MLP's parameters and FLOPs within 1% of GPT-2's.
+            for 128, 2048 for 768), which keeps the MLP's parameters and FLOPs within 1% of GPT-2's (n_embd >= 128).
         tie_embeddings: lm_head shares the token table's weights (GPT-2); false gives lm_head its own matrix
             (Llama, modded-nanogpt, nanochat): vocab x n_embd more parameters (38.6M for GPT-2's vocabulary,
             8K for 65 chars), no extra FLOPs.
