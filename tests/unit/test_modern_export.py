@@ -214,3 +214,21 @@ def test_hf_formats_cover_the_combinations_they_claim():
 def test_bad_option_values_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         GPTConfig(**{**TINY, **bad})
+
+
+def test_a_run_starts_from_an_exported_qwen3_folder(tmp_path):
+    """`--model.init_from` an exported folder: model_for_run takes the architecture from it (options unset), crops
+    the context as a run asks, and computes the logits of the model that was exported."""
+    from gpt_lightning.weights.load import model_for_run
+
+    config = GPTConfig(**{**TINY, **MODERN})
+    model = perturbed(config)
+    export_model(config, model.state_dict(), tmp_path, None)
+    unset = {f.name: None for f in dataclasses.fields(GPTConfig)}
+    started, _, _ = model_for_run({**unset, "block_size": 8}, init_from=str(tmp_path))
+    assert started.config == dataclasses.replace(config, block_size=8)
+    idx = torch.randint(0, 65, (2, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(started.eval()(idx, idx)[0], model(idx, idx)[0], atol=1e-6, rtol=1e-6)
+    with pytest.raises(UserError, match="--model.mlp=relu2 conflicts"):
+        model_for_run({**unset, "mlp": "relu2"}, init_from=str(tmp_path))
