@@ -7,6 +7,10 @@ References:
 1) OpenAI's GPT-2 release (the architecture and initialisation).
 2) Hugging Face's GPT-2 implementation (the parameter names, so weights move across unchanged but for the
    Conv1D transposes handled in `hf.py`).
+3) The options that later small-GPT recipes changed, each off by default (GPT-2 as it was): rotary positions
+   (RoFormer; Llama), RMSNorm (Llama), QK-norm (OLMo 2, Qwen3, modded-nanogpt, nanochat), ReLU^2 (Primer;
+   modded-nanogpt, nanochat), SwiGLU (Shazeer 2020; Llama), untied embeddings (Llama, nanochat), logit
+   soft-capping (Gemma 2, modded-nanogpt). See docs/architecture.md for what each did here, measured.
 """
 
 from __future__ import annotations
@@ -46,6 +50,25 @@ class GPTConfig:
             reports about 25%). The extra ids are masked (never predicted, sampled or scored, so losses are those of
             the unpadded model), and `export` writes the unpadded model. Unset: 64 for GPT-2 BPE, 1 otherwise, or
             the pretrained model's.
+        rope: rotary position embeddings (RoFormer, as Llama, modded-nanogpt and nanochat) instead of GPT-2's
+            learned position table: q and k are rotated by their position, so attention sees relative positions.
+            No wpe (block_size x n_embd fewer parameters); costs a few elementwise ops per layer.
+        rope_base: RoPE's base (Llama's rope_theta): the longest wavelength, in positions; 10000 as RoFormer and
+            Llama 2, larger for long contexts.
+        norm: `layernorm` (GPT-2) or `rmsnorm` (Llama, Gemma, modded-nanogpt, nanochat): scale by the root mean
+            square only, no mean subtraction and no bias; slightly cheaper.
+        qk_norm: RMSNorm (with a weight per channel) on each head's queries and keys before attention, as OLMo 2,
+            Qwen3, modded-nanogpt and nanochat do: bounds the attention logits, steadier at high learning rates.
+            2 x head_size parameters per layer and two small norms.
+        mlp: the feed-forward block: `gelu` (GPT-2, 4 x n_embd hidden), `relu2` (ReLU squared, Primer; as
+            modded-nanogpt and nanochat; same size, cheaper activation) or `swiglu` (SiLU-gated linear unit,
+            Shazeer 2020; Llama): three matrices of hidden size 8 x n_embd / 3 rounded to a multiple of 8 (344
+            for 128, 2048 for 768), which keeps the MLP's parameters and FLOPs within 1% of GPT-2's (n_embd >= 128).
+        tie_embeddings: lm_head shares the token table's weights (GPT-2); false gives lm_head its own matrix
+            (Llama, modded-nanogpt, nanochat): vocab x n_embd more parameters (38.6M for GPT-2's vocabulary,
+            8K for 65 chars), no extra FLOPs.
+        logit_softcap: if set, logits = cap * tanh(logits / cap) (Gemma 2 uses 30, modded-nanogpt 15 to 30):
+            bounds the logits so no token grows overconfident early; one tanh over the logits (B x T x vocab).
     """
 
     vocab_size: int = 50304  # nanoGPT's default: GPT-2's 50257 padded to 50304
@@ -57,6 +80,13 @@ class GPTConfig:
     bias: bool = True
     gelu_approximate: Literal["none", "tanh"] = "none"
     pad_vocab_multiple: int = 1
+    rope: bool = False
+    rope_base: float = 10000.0
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    qk_norm: bool = False
+    mlp: Literal["gelu", "relu2", "swiglu"] = "gelu"
+    tie_embeddings: bool = True
+    logit_softcap: Optional[float] = None
 
     @property
     def padded_vocab_size(self) -> int:
@@ -76,11 +106,30 @@ class GPTConfig:
             raise ValueError(f"gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if self.norm not in ("layernorm", "rmsnorm"):
+            raise ValueError(f"norm must be 'layernorm' or 'rmsnorm', got {self.norm!r}.")
+        if self.mlp not in ("gelu", "relu2", "swiglu"):
+            raise ValueError(f"mlp must be 'gelu', 'relu2' or 'swiglu', got {self.mlp!r}.")
+        if self.rope and (self.n_embd // self.n_head) % 2:
+            raise ValueError(
+                f"rope rotates pairs of channels, so the head size n_embd / n_head ({self.n_embd // self.n_head}) "
+                "must be even; change n_embd or n_head."
+            )
+        if not self.rope_base > 1.0:
+            raise ValueError(f"rope_base must be greater than 1, got {self.rope_base}.")
+        if self.logit_softcap is not None and not self.logit_softcap > 0:
+            raise ValueError(f"logit_softcap must be positive (or unset for none), got {self.logit_softcap}.")
+
+    @property
+    def swiglu_hidden(self) -> int:
+        """SwiGLU's hidden size: 8 * n_embd / 3 (three matrices then hold GPT-2's 8 * n_embd^2 parameters),
+        rounded to a multiple of 8."""
+        return 8 * round(self.n_embd / 3)
 
 
 def num_params(config: GPTConfig, non_embedding: bool = True) -> int:
     """Parameters of GPT(config), counted on a meta-device build (no memory, no init): exact for every option.
-    non_embedding leaves out the position table, as nanoGPT reports."""
+    non_embedding leaves out the lookup tables (GPT.get_num_params), as nanoGPT reports."""
     with torch.device("meta"):
         return GPT(config).get_num_params(non_embedding)
 
@@ -88,8 +137,8 @@ def num_params(config: GPTConfig, non_embedding: bool = True) -> int:
 def flops_per_token(config: GPTConfig) -> int:
     """Training FLOPs (forward + backward) per token, by the PaLM paper's estimate (appendix B):
     6N for the weight matmuls plus 12 * L * H * Q * T for attention over a full block (H heads of size Q,
-    T = block_size), as nanoGPT's estimate_mfu. N counts lm_head (tied or not) and leaves out the position table,
-    which is a lookup, not a matmul."""
+    T = block_size), as nanoGPT's estimate_mfu. N counts lm_head (tied or not) and leaves out the position table
+    and an untied token table, which are lookups, not matmuls. (Norms, RoPE and soft-capping are elementwise.)"""
     L, H, Q, T = config.n_layer, config.n_head, config.n_embd // config.n_head, config.block_size
     return 6 * num_params(config) + 12 * L * H * Q * T
 
@@ -104,6 +153,50 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, over the last dimension (Llama's RMSNorm, computed as Hugging Face's is: in float32,
+    so an exported model gives the same numbers). No mean subtraction and no bias."""
+
+    def __init__(self, ndim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def make_norm(config: GPTConfig) -> nn.Module:
+    """The block's and the final norm: GPT-2's LayerNorm or RMSNorm (--model.norm)."""
+    return RMSNorm(config.n_embd) if config.norm == "rmsnorm" else LayerNorm(config.n_embd, bias=config.bias)
+
+
+class Rotary(nn.Module):
+    """Rotary position embeddings (RoFormer), in Llama's layout: channel i of a head is paired with channel
+    i + head_size / 2 (Hugging Face's rotate_half), so Llama-family weights need no permutation.
+
+    The cos / sin tables are computed in forward, for the positions at hand, not kept as buffers: nothing to save,
+    to move between devices or to leave behind on the meta device; a few elementwise ops per layer."""
+
+    def __init__(self, head_size: int, base: float) -> None:
+        super().__init__()
+        self.head_size, self.base = head_size, base
+
+    def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """x (B, nh, T, hs) at positions start .. start + T - 1, rotated."""
+        T, hs = x.size(2), self.head_size
+        inv_freq = 1.0 / (self.base ** (torch.arange(0, hs, 2, device=x.device, dtype=torch.int64).float() / hs))
+        pos = torch.arange(start, start + T, device=x.device, dtype=torch.int64).float()
+        angles = torch.outer(pos, inv_freq)  # (T, hs/2)
+        angles = torch.cat((angles, angles), dim=-1)  # (T, hs): each angle for both channels of its pair
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        x1, x2 = x[..., : hs // 2], x[..., hs // 2 :]
+        rotated_half = torch.cat((-x2, x1), dim=-1)  # (B, nh, T, hs)
+        return x * cos + rotated_half * sin
 
 
 class KVCache:
@@ -141,6 +234,11 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
+        hs = config.n_embd // config.n_head
+        # QK-norm (Qwen3's order: normalise each head's q and k, then rotate)
+        self.q_norm = RMSNorm(hs) if config.qk_norm else None
+        self.k_norm = RMSNorm(hs) if config.qk_norm else None
+        self.rotary = Rotary(hs, config.rope_base) if config.rope else None
         # flash attention where PyTorch has it (>= 2.0); the masked fallback gives the same numbers, slower
         self.flash = hasattr(F, "scaled_dot_product_attention")
         if not self.flash:
@@ -154,9 +252,12 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        past = 0
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        past = self.kv_cache.length if self.kv_cache is not None else 0
+        if self.rotary is not None:
+            q, k = self.rotary(q, past), self.rotary(k, past)  # the cache holds keys already rotated
         if self.kv_cache is not None:
-            past = self.kv_cache.length
             k, v = self.kv_cache.append(k, v)  # (B, nh, past + T, hs)
         # A prompt (past == 0) needs the causal mask; a single new token may attend to everything cached.
         # Generation never feeds several tokens after a non-empty cache, so no other mask shape is needed.
@@ -177,13 +278,22 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
+class ReLU2(nn.Module):
+    """relu(x)^2 (Primer, So et al. 2021), modded-nanogpt's and nanochat's MLP activation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x).square()
+
+
 class MLP(nn.Module):
+    """GPT-2's feed-forward block, n_embd -> 4 n_embd -> n_embd, with GELU (or ReLU^2: --model.mlp relu2)."""
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         # exact erf GELU by default; GPT-2 was trained with the tanh approximation (differs by < 1e-3), which
         # imported GPT-2 weights keep so their logits match the original's
-        self.gelu = nn.GELU(approximate=config.gelu_approximate)
+        self.gelu = ReLU2() if config.mlp == "relu2" else nn.GELU(approximate=config.gelu_approximate)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -191,15 +301,31 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
-class Block(nn.Module):
-    """A pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+class SwiGLU(nn.Module):
+    """Llama's feed-forward block: c_proj(silu(gate) * up), gate and up from one matmul (c_fc holds gate's rows
+    then up's, Llama's gate_proj and up_proj stacked). Hidden size config.swiglu_hidden (~8/3 n_embd)."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.hidden = config.swiglu_hidden
+        self.c_fc = nn.Linear(config.n_embd, 2 * self.hidden, bias=config.bias)
+        self.c_proj = nn.Linear(self.hidden, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.c_fc(x).split(self.hidden, dim=-1)  # (B, T, hidden) each
+        return self.dropout(self.c_proj(F.silu(gate) * up))
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = make_norm(config)
+        self.mlp = SwiGLU(config) if config.mlp == "swiglu" else MLP(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
@@ -211,18 +337,19 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.padded_vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=LayerNorm(config.n_embd, bias=config.bias),
-            )
+        modules = dict(wte=nn.Embedding(config.padded_vocab_size, config.n_embd))
+        if not config.rope:  # learned absolute positions (GPT-2); RoPE rotates q and k in attention instead
+            modules["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+        modules.update(
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=make_norm(config),
         )
+        self.transformer = nn.ModuleDict(modules)
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab_size, bias=False)
-        # Weight tying: the token embedding is also the output projection (saves vocab x n_embd parameters).
-        self.transformer.wte.weight = self.lm_head.weight
+        if config.tie_embeddings:
+            # Weight tying: the token embedding is also the output projection (saves vocab x n_embd parameters).
+            self.transformer.wte.weight = self.lm_head.weight
         self.apply(self._init_weights)
         # GPT-2's scaled init of the projections that write into the residual stream: each block adds two,
         # so their std shrinks with depth to keep the stream's variance in check.
@@ -239,11 +366,14 @@ class GPT(nn.Module):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def get_num_params(self, non_embedding: bool = True) -> int:
-        """Number of parameters. The position table is left out by default, as nanoGPT reports; the token
-        table stays in because, tied to lm_head, it is used as weights in the final layer."""
+        """Number of parameters. non_embedding (the default, as nanoGPT reports) leaves out the tables that are
+        only looked up: the position table, and the token table when it is not tied to lm_head (tied, it is
+        lm_head's matmul weights and stays in)."""
         n_params = sum(p.numel() for p in self.parameters())  # a tied tensor counts once
         if non_embedding and "wpe" in self.transformer:
             n_params -= self.transformer.wpe.weight.numel()
+        if non_embedding and not self.config.tie_embeddings:
+            n_params -= self.transformer.wte.weight.numel()
         return n_params
 
     def forward(
@@ -259,21 +389,27 @@ class GPT(nn.Module):
                 f"Cannot forward a sequence of length {start + t}: the model's block_size is "
                 f"{self.config.block_size}. Crop the input to its last {self.config.block_size} tokens."
             )
-        pos = torch.arange(start, start + t, dtype=torch.long, device=idx.device)  # (t,)
-        tok_emb = self.transformer.wte(idx)  # (b, t, n_embd)
-        pos_emb = self.transformer.wpe(pos)  # (t, n_embd)
-        x = self.transformer.drop(tok_emb + pos_emb)
+        x = self.transformer.wte(idx)  # (b, t, n_embd)
+        if "wpe" in self.transformer:
+            pos = torch.arange(start, start + t, dtype=torch.long, device=idx.device)  # (t,)
+            x = x + self.transformer.wpe(pos)  # (t, n_embd) broadcast over the batch
+        x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x)
         x = self.transformer.ln_f(x)
         if targets is not None:
-            logits = self.mask_padding(self.lm_head(x))  # (b, t, vocab)
+            logits = self.mask_padding(self.softcap(self.lm_head(x)))  # (b, t, vocab)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         else:
             # inference: the last position is all that is needed; the list index keeps the time dimension
-            logits = self.mask_padding(self.lm_head(x[:, [-1], :]))  # (b, 1, vocab)
+            logits = self.mask_padding(self.softcap(self.lm_head(x[:, [-1], :])))  # (b, 1, vocab)
             loss = None
         return logits, loss
+
+    def softcap(self, logits: torch.Tensor) -> torch.Tensor:
+        """cap * tanh(logits / cap) with --model.logit_softcap (Gemma 2): every logit within (-cap, cap)."""
+        cap = self.config.logit_softcap
+        return logits if cap is None else cap * torch.tanh(logits / cap)
 
     def mask_padding(self, logits: torch.Tensor) -> torch.Tensor:
         """-inf for the padding ids, so that they take no probability: the loss, sampling and any scoring are
@@ -289,7 +425,8 @@ class GPT(nn.Module):
         if not 0 < block_size <= self.config.block_size:
             raise ValueError(f"crop_block_size: block_size must be in [1, {self.config.block_size}], got {block_size}.")
         self.config.block_size = block_size
-        self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
+        if "wpe" in self.transformer:  # RoPE has no table to crop
+            self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
         for block in self.transformer.h:
             if hasattr(block.attn, "mask"):
                 block.attn.mask = block.attn.mask[:, :, :block_size, :block_size]
@@ -329,8 +466,9 @@ class GPT(nn.Module):
         temperature 0 is greedy (argmax). With kv_cache the prompt is run once and each new token attends to
         the cached keys and values; once the sequence outgrows block_size the context is cropped to its last
         block_size tokens and recomputed, as without the cache, so both give the same tokens. (Learned absolute
-        positions leave no cheaper exact way: after a crop every token sits at a new position. So past
-        block_size each step costs a full forward, cache or not.)
+        positions leave no cheaper exact way: after a crop every token sits at a new position. RoPE's relative
+        positions would allow sliding the cache, but not bit for bit like the uncached model, so it crops too.
+        So past block_size each step costs a full forward, cache or not.)
         vocab_size: draw only among the first vocab_size ids, those the tokenizer can decode (GPT-2's 50257
         of the 50304 a padded model scores); None: all of them.
         """

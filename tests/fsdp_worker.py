@@ -9,6 +9,7 @@ doing the same arithmetic on the global batch. Exits non-zero on any difference.
 from __future__ import annotations
 
 import copy
+import json
 import sys
 import types
 
@@ -33,6 +34,7 @@ def main() -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(0)
     hp = dict(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32, compile=False, learning_rate=1e-2)
+    hp.update(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {})  # architecture options (test_fsdp.py)
     module = GPTLightningModule(**hp)
     reference = copy.deepcopy(module)  # unsharded, on the global batch
     x = torch.randint(0, 64, (world * 2, 16), generator=torch.Generator().manual_seed(1))
@@ -44,7 +46,8 @@ def main() -> None:
     units = [m for m in root.modules() if isinstance(m, FSDP)]
     assert len(units) == 1 + hp["n_layer"], f"expected a root unit and one per Block, got {len(units)}"
     # the tie survives wrapping: wte and lm_head are one Parameter, held by the root unit (not a Block's)
-    assert module.model.transformer.wte.weight is module.model.lm_head.weight
+    tied = module.model.transformer.wte.weight is module.model.lm_head.weight
+    assert tied == module.model.config.tie_embeddings
 
     optimizer = module.configure_optimizers()["optimizer"]
     ref_optimizer = reference.configure_optimizers()["optimizer"]

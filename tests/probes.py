@@ -45,7 +45,7 @@ class DDPProbe(L.Callback):
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         # runs before the module's hook, so the metric still holds this rank's own, unreduced, state
-        metric = pl_module.val_loss
+        metric = pl_module.val_metrics["loss"]
         self.record["val"].append(
             {
                 "local_sum": float(metric.mean_value),

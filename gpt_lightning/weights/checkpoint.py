@@ -80,4 +80,4 @@ def read_gpt_checkpoint(
     if not isinstance(weights, dict):
         raise UserError(f"{path} has no model weights (no state_dict); pass {FROM_FIT} or nanoGPT's ckpt.pt.")
     tokenizer = checkpoint_tokenizer(path, checkpoint, config.vocab_size, meta, tokenizer_required)
-    return GPTCheckpoint(config, gpt_state_dict(weights), tokenizer, checkpoint)
+    return GPTCheckpoint(config, gpt_state_dict(weights, config.tie_embeddings), tokenizer, checkpoint)

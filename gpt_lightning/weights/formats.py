@@ -52,18 +52,39 @@ HF_GPT2 = ExportFormat("hf (GPT-2)", {**SIZES, "bias": ANY, "gelu_approximate": 
 NANOGPT = ExportFormat("nanogpt", {**SIZES, "bias": ANY, "gelu_approximate": ("none",), "pad_vocab_multiple": ANY})
 
 
+# Hugging Face's LlamaForCausalLM (weights/llama.py): RoPE in Llama's rotate_half layout, RMSNorm, SwiGLU, lm_head
+# tied or not (tie_word_embeddings), biases in attention and MLP or none (attention_bias, mlp_bias), the padding
+# rows dropped on export. No QK-norm, no soft-capping.
+LLAMA_FIELDS = {
+    **SIZES,
+    "bias": ANY,
+    "pad_vocab_multiple": ANY,
+    "rope": (True,),
+    "rope_base": ANY,
+    "norm": ("rmsnorm",),
+    "mlp": ("swiglu",),
+    "tie_embeddings": ANY,
+}
+HF_LLAMA = ExportFormat("hf (Llama)", LLAMA_FIELDS)
+
+# Hugging Face's Qwen3ForCausalLM: Llama's block plus QK-norm (a per-head RMSNorm on q and k before RoPE, as
+# ours); its MLP has no biases, so bias=False only.
+HF_QWEN3 = ExportFormat("hf (Qwen3)", {**LLAMA_FIELDS, "bias": (False,), "qk_norm": (True,)})
+
+
 def choose_format(config: GPTConfig, formats: list[ExportFormat], option: str) -> ExportFormat:
-    """The first of `formats` that represents config exactly; else a UserError naming what the first (the
-    closest, by convention) cannot write. option: how the user asked for it (`--format hf`)."""
+    """The first of `formats` that represents config exactly; else a UserError naming what the closest (the one
+    missing the fewest options, the first on a tie) cannot write. option: how the user asked for it
+    (`--format hf`)."""
     for candidate in formats:
         if not candidate.unrepresented(config):
             return candidate
-    missing = formats[0].unrepresented(config)
-    named = ", ".join(f"--model.{k}={v}" for k, v in missing)
-    others = " or ".join(f.name for f in formats[1:])
+    closest = min(formats, key=lambda f: len(f.unrepresented(config)))
+    named = ", ".join(f"--model.{k}={v}" for k, v in closest.unrepresented(config))
+    others = " or ".join(f.name for f in formats if f is not closest)
     also = f" (nor can {others})" if others else ""
     raise UserError(
-        f"export {option} cannot represent {named}: {formats[0].name} has no such option{also}, so the file would "
+        f"export {option} cannot represent {named}: {closest.name} has no such option{also}, so the file would "
         "compute other logits; keep the checkpoint (generate and evaluate read it as it is) or choose a format "
         "that has it."
     )

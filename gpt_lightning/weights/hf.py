@@ -1,5 +1,6 @@
 """GPT-2 weights in and out: OpenAI's GPT-2 from the Hugging Face hub (or a local copy) into our GPT, and our
-checkpoints out to a folder that `transformers` loads as a GPT2LMHeadModel.
+checkpoints out to a folder that `transformers` loads as a GPT2LMHeadModel (or, for the modern block,
+as the Llama / Qwen3 of weights/llama.py: HF_FORMATS lists what `export --format hf` can write).
 
 Our parameter names are Hugging Face's, so the conversion is small:
 - HF GPT-2 stores the four projection matrices (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj) as Conv1D
@@ -29,7 +30,15 @@ from gpt_lightning.errors import UserError
 from gpt_lightning.files import atomic_path, atomic_write, copy_file
 from gpt_lightning.model import GPTConfig
 from gpt_lightning.tokenizer import check_tokenizer_meta
-from gpt_lightning.weights.formats import HF_GPT2
+from gpt_lightning.weights.formats import HF_GPT2, HF_LLAMA, HF_QWEN3, choose_format
+from gpt_lightning.weights.llama import (
+    FORMAT_TYPES,
+    gpt_config_from_llama,
+    is_llama_format,
+    llama_config_from_gpt,
+    llama_state_dict,
+    llama_to_state_dict,
+)
 from gpt_lightning.weights.safe_load import read_checkpoint
 from gpt_lightning.weights.state_dict import (
     FOREIGN_BUFFERS,
@@ -55,17 +64,21 @@ CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")
 CONFIG_KEY = "gpt_lightning"  # our own entry in an exported config.json / safetensors metadata
 # the transformers architectures `export --format hf` writes, the first that represents a model exactly
-HF_FORMATS = [HF_GPT2]
+HF_FORMATS = [HF_GPT2, HF_LLAMA, HF_QWEN3]
 
 
 # ---------------------------------------------------------------- configs
 
 
 def gpt_config_from_hf(hf: dict) -> GPTConfig:
-    """Our GPTConfig from a GPT-2 config.json dict, refusing what our GPT cannot compute the same way."""
+    """Our GPTConfig from a GPT-2 (or Llama, Qwen3) config.json dict, refusing what our GPT cannot compute the
+    same way."""
+    if hf.get("model_type") in FORMAT_TYPES.values():
+        return gpt_config_from_llama(hf)
     if hf.get("model_type", "gpt2") != "gpt2":
         raise UserError(
-            f"The config's model_type is {hf.get('model_type')!r}; only GPT-2 ('gpt2') weights can be imported."
+            f"The config's model_type is {hf.get('model_type')!r}; only GPT-2 ('gpt2'), Llama ('llama') and Qwen3 "
+            "('qwen3') weights can be imported."
         )
     n_embd = hf.get("n_embd", 768)
     unsupported = {
@@ -130,7 +143,10 @@ def hf_config_from_gpt(config: GPTConfig, tokenizer: Optional[dict] = None) -> d
 
 
 def hf_to_state_dict(hf_sd: dict, config: GPTConfig) -> dict:
-    """Our GPT's state dict from a GPT-2 one (GPT2LMHeadModel's `transformer.` keys or GPT2Model's bare ones)."""
+    """Our GPT's state dict from a GPT-2 one (GPT2LMHeadModel's `transformer.` keys or GPT2Model's bare ones), or
+    from a Llama / Qwen3 one for a config with rope (weights/llama.py)."""
+    if config.rope:
+        return llama_to_state_dict(strip_wrapper_prefixes(hf_sd), config)
     sd = {}
     for key, value in strip_wrapper_prefixes(hf_sd).items():
         if key.endswith(FOREIGN_BUFFERS) or key == "lm_head.weight":
@@ -310,14 +326,23 @@ def load_pretrained(init_from: str) -> tuple[GPTConfig, dict, Optional[dict]]:
 
 
 def export_model(config: GPTConfig, sd: dict, out: Path, tokenizer: Optional[dict] = None) -> Path:
-    """Write out/ as a Hugging Face GPT-2 folder: config.json, model.safetensors and, for GPT-2 BPE models
-    when the files are available offline, the tokenizer (vocab.json, merges.txt)."""
+    """Write out/ as a Hugging Face folder of the first of HF_FORMATS that represents the model exactly (GPT-2,
+    Llama, Qwen3; UserError, writing nothing, if none does): config.json, model.safetensors and, for GPT-2 BPE
+    models when the files are available offline, the tokenizer (vocab.json, merges.txt)."""
     from safetensors.torch import save_file
 
     out = Path(out)
-    sd, config = unpad_token_rows(sd, config)  # HF's GPT-2 would not mask padding ids: they go
-    hf_config = hf_config_from_gpt(config, tokenizer)
-    tensors = {k: v.to(torch.float32) for k, v in state_dict_to_hf(sd, config).items()}
+    fmt = choose_format(config, HF_FORMATS, "--format hf")
+    sd, config = unpad_token_rows(sd, config)  # HF's models would not mask padding ids: they go
+    if is_llama_format(fmt):
+        gpt2 = tokenizer is not None and tokenizer.get("kind") == "gpt2"
+        eot = GPT2_VOCAB_SIZE - 1 if gpt2 else None  # <|endoftext|>, as hf_config_from_gpt
+        extra = {"bos_token_id": eot, "eos_token_id": eot, CONFIG_KEY: {"tokenizer": tokenizer}}
+        hf_config = llama_config_from_gpt(config, fmt, extra)
+        hf_sd = llama_state_dict(sd, config)
+    else:
+        hf_config, hf_sd = hf_config_from_gpt(config, tokenizer), state_dict_to_hf(sd, config)
+    tensors = {k: v.to(torch.float32) for k, v in hf_sd.items()}
     # metadata: "format" is what transformers checks; our config makes the file importable on its own
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", CONFIG_KEY: json.dumps(hf_config)})

@@ -19,7 +19,12 @@ from gpt_lightning.weights.checkpoint import (
 )
 from gpt_lightning.weights.hf import load_pretrained
 from gpt_lightning.weights.nanogpt import NanoGPTRun, is_nanogpt_checkpoint, nanogpt_run
-from gpt_lightning.weights.state_dict import build_model, check_state_dict, pad_token_rows
+from gpt_lightning.weights.state_dict import (
+    VOCAB_ROWS,
+    build_model,
+    check_state_dict,
+    pad_token_rows,
+)
 
 
 def is_lightning_checkpoint(path: Union[str, Path]) -> bool:
@@ -107,7 +112,6 @@ def default_pad_vocab_multiple(tokenizer: Optional[dict]) -> int:
     return 64 if (tokenizer or {}).get("kind") == "gpt2" else 1
 
 
-VOCAB_ROWS = ("transformer.wte.weight", "lm_head.weight")  # the tensors with a row per token id
 # Settings a run may choose for pretrained weights: the data's vocabulary and window, dropout, padding.
 RUN_SETTINGS = ("vocab_size", "block_size", "dropout", "pad_vocab_multiple")
 

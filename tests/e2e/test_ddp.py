@@ -189,3 +189,44 @@ def test_validation_loss_is_reduced_over_ranks(ddp_run, data_dir):
     assert logged[0] == pytest.approx(np.mean(losses), rel=1e-5)
     local = [rec["val"][-1]["local_sum"] / rec["val"][-1]["local_count"] for rec in records]
     assert all(abs(m - logged[0]) > 1e-6 for m in local), "the logged value is one rank's share, not the mean"
+
+
+# the modern block (every option that changes the network, the untied lm_head included) with Muon, over the same two
+# gloo ranks: the replicas stay identical and the averaged gradient is one process's on the global batch
+MODERN = dict(rope=True, norm="rmsnorm", qk_norm=True, mlp="swiglu", tie_embeddings=False, logit_softcap=30.0)
+
+
+def test_ddp_with_the_modern_block_and_muon(data_dir, tmp_path):
+    out = tmp_path / "modern"
+    out.mkdir()
+    probe = '[{"class_path": "probes.DDPProbe", "init_args": {"out_dir": "%s"}}]' % (out / "probe")
+    extra = {f"--model.{k}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in MODERN.items()}
+    args = fit_args(
+        data_dir,
+        out,
+        **{
+            "--trainer.strategy": "ddp",
+            "--trainer.devices": str(WORLD),
+            "--data.tokens_per_step": str(B * T * WORLD * ACCUM),
+            "--val_every_n_steps": str(STEPS),
+            "--trainer.callbacks": probe,
+            "--model.optimizer": "muon",
+            **extra,
+        },
+    )
+    proc = run_cli_subprocess(["fit", *args], cwd=out, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r0, r1 = [torch.load(out / "probe" / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    assert "lm_head.weight" in r0["final"] and "transformer.wpe.weight" not in r0["final"]
+    for name, p in r0["final"].items():
+        torch.testing.assert_close(p, r1["final"][name], rtol=0, atol=0)
+
+    module = GPTLightningModule(
+        vocab_size=read_meta(data_dir)["vocab_size"], block_size=T, compile=False, **MODEL, **MODERN
+    )
+    module.model.load_state_dict(r0["init"])
+    x = torch.cat([x for rec in (r0, r1) for x, _ in rec["batches"][:ACCUM]])
+    y = torch.cat([y for rec in (r0, r1) for _, y in rec["batches"][:ACCUM]])
+    module.model(x, y)[1].backward()
+    for name, p in module.model.named_parameters():
+        torch.testing.assert_close(p.grad, r0["grads"][0][name], **TOL, msg=lambda m, name=name: f"{name}: {m}")

@@ -7,6 +7,7 @@ with torch's FSDP the way the strategy does; unit/test_fsdp_strategy.py checks t
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -17,7 +18,12 @@ from helpers import TESTS, subprocess_env
 pytestmark = pytest.mark.slow
 
 
-def test_fsdp_wrapping_matches_unsharded_model():
+# the modern block: RoPE (no wpe), RMSNorm, QK-norm, SwiGLU, an untied lm_head (in the root unit, as wte), soft cap
+MODERN = dict(rope=True, norm="rmsnorm", qk_norm=True, mlp="swiglu", tie_embeddings=False, logit_softcap=30.0)
+
+
+@pytest.mark.parametrize("options", [{}, MODERN], ids=["gpt2", "modern"])
+def test_fsdp_wrapping_matches_unsharded_model(options):
     env = subprocess_env(OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [
@@ -28,6 +34,7 @@ def test_fsdp_wrapping_matches_unsharded_model():
             "--nproc_per_node",
             "2",
             str(TESTS / "fsdp_worker.py"),
+            json.dumps(options),
         ],
         env=env,
         capture_output=True,

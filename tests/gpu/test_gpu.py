@@ -48,14 +48,16 @@ def shakespeare(tmp_path_factory) -> Path:
     return out
 
 
-def fit(tmp_path: Path, data: Path, *args: str, hook: bool = True, timeout: float = 600) -> dict:
+def fit(
+    tmp_path: Path, data: Path, *args: str, hook: bool = True, timeout: float = 600, config: str = BABY_GPT
+) -> dict:
     """`python -m gpt_lightning fit` of the baby GPT preset on one GPU with tests/probes.py (PathProbe) watching; the
     probe's record (what really ran: precision, autocast dtype, fused AdamW, GradScaler, gradient norms,
     per-batch losses), plus the run's stdout/stderr."""
     probe = tmp_path / "probe.json"
     result = run_cli_subprocess(
         [
-            "fit", "--config", BABY_GPT, f"--data.data_dir={data}",
+            "fit", "--config", config, f"--data.data_dir={data}",
             "--trainer.accelerator=gpu", "--trainer.devices=1", "--trainer.enable_progress_bar=false",
             f"--checkpoint.dirpath={tmp_path / 'checkpoints'}", f"--trainer.logger.init_args.save_dir={tmp_path}",
             "--trainer.callbacks+=probes.PathProbe", f"--trainer.callbacks.out={probe}",
@@ -91,6 +93,23 @@ def test_baby_gpt_200_steps_bf16_compiled_fused(tmp_path, shakespeare):
     assert_loss_falls(run["losses"], by=1.0)
     assert max(run["norms_after_clip"]) <= 1.0 + 1e-3
     print(f"\nbaby GPT, 200 steps: loss {run['losses'][0]:.3f} -> {run['losses'][-1]:.3f}")  # for docs/gpu.md
+
+
+def test_modern_gpt2_124m_bf16_compiled(tmp_path, shakespeare):
+    """configs/gpt2_124m_modern.yaml (RoPE, RMSNorm, QK-norm, SwiGLU, Muon) at its full size on one GPU, bf16-mixed
+    and compiled, 60 steps of 12 x 1024 chars with a short warmup: no fallback to eager, and the loss falls."""
+    run = fit(
+        tmp_path, shakespeare,
+        "--trainer.devices=1", "--trainer.strategy=auto", "--trainer.max_steps=60", "--model.warmup_steps=10",
+        "--data.tokens_per_step=12288", "--data.source=null", "--val_every_n_steps=60", "--data.val_batches=5",
+        "--last_checkpoint.every_n_train_steps=60",
+        hook=False, config=str(REPO / "configs" / "gpt2_124m_modern.yaml"),
+    )  # fmt: skip
+    assert "torch.compile failed" not in run["stderr"]
+    assert run["precision"] == "bf16-mixed" and "Muon:" in run["stdout"] + run["stderr"]
+    assert len(run["losses"]) == 60
+    assert_loss_falls(run["losses"], by=0.5)
+    print(f"\nmodern GPT-2 124M, 60 steps: loss {run['losses'][0]:.3f} -> {run['losses'][-1]:.3f}")
 
 
 def test_bf16_and_fp32_losses_agree_over_20_steps(tmp_path, shakespeare):

@@ -33,6 +33,29 @@ OPTION_VALUES = {
     "gelu_approximate": "tanh",
     "dropout": 0.1,
     "pad_vocab_multiple": 64,
+    "rope": True,
+    "rope_base": 500.0,
+    "norm": "rmsnorm",
+    "qk_norm": True,
+    "mlp": "relu2",
+    "tie_embeddings": False,
+    "logit_softcap": 30.0,
+}
+# options that change nothing on their own, run with the option that they modify
+COMPANIONS = {"rope_base": {"rope": True}}
+# the combinations a transformers architecture represents (the tiny config has bias false), exported to it and
+# read back, padded vocabulary included; and the full modern block with every option, which none represents
+COMBINATIONS = {
+    "llama": {"rope": True, "norm": "rmsnorm", "mlp": "swiglu", "tie_embeddings": False, "pad_vocab_multiple": 64},
+    "qwen3": {"rope": True, "norm": "rmsnorm", "mlp": "swiglu", "qk_norm": True, "rope_base": 500.0},
+    "modern": {
+        "rope": True,
+        "norm": "rmsnorm",
+        "mlp": "relu2",
+        "qk_norm": True,
+        "tie_embeddings": False,
+        "logit_softcap": 15.0,
+    },
 }
 SIZES = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
 # the options the tiny config sets itself, which the default-value run puts back to GPTConfig's defaults
@@ -81,7 +104,7 @@ def test_parameter_and_flop_counts_follow_every_option(option):
 
 
 def overrides_for(option: str, value) -> dict:
-    return {f"model.{option}": value}
+    return {f"model.{k}": v for k, v in {**COMPANIONS.get(option, {}), option: value}.items()}
 
 
 def every_path(tmp_path: Path, data_root: Path, overrides: dict) -> None:
@@ -150,6 +173,12 @@ def test_every_path_with_option(option, tmp_path, data_root, capsys):
     capsys.readouterr()
     assert run_cli_in(tmp_path / "resumed", ["validate", *args]) == 2
     assert f"{option}={OPTION_VALUES[option]} there, {default} here" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # five fits per combination
+@pytest.mark.parametrize("combination", sorted(COMBINATIONS))
+def test_every_path_with_combination(combination, tmp_path, data_root):
+    every_path(tmp_path, data_root, {f"model.{k}": v for k, v in COMBINATIONS[combination].items()})
 
 
 @pytest.mark.slow  # five fits
