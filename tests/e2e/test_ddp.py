@@ -10,6 +10,7 @@ is recorded by tests/probes.py (DDPProbe) and checked against a single process d
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -80,10 +81,9 @@ def fit_args(data_dir: Path, out: Path, **extra: str) -> list[str]:
     return [x for kv in args.items() for x in kv]
 
 
-@pytest.fixture(scope="module")
-def ddp_run(data_dir, tmp_path_factory):
-    """Two CPU ranks, launched the way a user launches them: one command, Lightning starts the second rank."""
-    out = tmp_path_factory.mktemp("ddp_run")
+def launch_ddp(data_dir: Path, out: Path, **options: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Two CPU ranks, launched the way a user launches them (one command, Lightning starts the second rank), with
+    DDPProbe's records of each rank."""
     probe = '[{"class_path": "probes.DDPProbe", "init_args": {"out_dir": "%s"}}]' % (out / "probe")
     args = fit_args(
         data_dir,
@@ -94,11 +94,18 @@ def ddp_run(data_dir, tmp_path_factory):
             "--data.tokens_per_step": str(B * T * WORLD * ACCUM),
             "--val_every_n_steps": str(STEPS),
             "--trainer.callbacks": probe,
+            **options,
         },
     )
     proc = run_cli_subprocess(["fit", *args], cwd=out, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    records = [torch.load(out / "probe" / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return proc, [torch.load(out / "probe" / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp_run")
+    proc, records = launch_ddp(data_dir, out)
     return proc, records, out
 
 
@@ -199,24 +206,8 @@ MODERN = dict(rope=True, norm="rmsnorm", qk_norm=True, mlp="swiglu", tie_embeddi
 def test_ddp_with_the_modern_block_and_muon(data_dir, tmp_path):
     out = tmp_path / "modern"
     out.mkdir()
-    probe = '[{"class_path": "probes.DDPProbe", "init_args": {"out_dir": "%s"}}]' % (out / "probe")
     extra = {f"--model.{k}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in MODERN.items()}
-    args = fit_args(
-        data_dir,
-        out,
-        **{
-            "--trainer.strategy": "ddp",
-            "--trainer.devices": str(WORLD),
-            "--data.tokens_per_step": str(B * T * WORLD * ACCUM),
-            "--val_every_n_steps": str(STEPS),
-            "--trainer.callbacks": probe,
-            "--model.optimizer": "muon",
-            **extra,
-        },
-    )
-    proc = run_cli_subprocess(["fit", *args], cwd=out, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    r0, r1 = [torch.load(out / "probe" / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    _, (r0, r1) = launch_ddp(data_dir, out, **{"--model.optimizer": "muon", **extra})
     assert "lm_head.weight" in r0["final"] and "transformer.wpe.weight" not in r0["final"]
     for name, p in r0["final"].items():
         torch.testing.assert_close(p, r1["final"][name], rtol=0, atol=0)
