@@ -219,9 +219,10 @@ def save_tiny_checkpoint(path: Path, tokenizer_meta: dict, vocab_size: int, bloc
 def random_hf_model(**config) -> transformers.GPT2LMHeadModel:  # noqa: F821 (imported here, when needed)
     """A tiny transformers GPT-2 with every parameter random (HF initialises biases and LayerNorms to 0 and 1,
     which would hide a bias or LayerNorm mix-up)."""
+    import pytest
     import torch
-    import transformers
 
+    transformers = pytest.importorskip("transformers", reason="Hugging Face models come with the `hf` extra")
     torch.manual_seed(0)
     defaults = dict(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=4, bos_token_id=None, eos_token_id=None)
     model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**{**defaults, **config}))
