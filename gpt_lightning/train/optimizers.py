@@ -62,13 +62,10 @@ class OptimizerSettings:
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "muon"):
             raise UserError(f"--model.optimizer must be adamw or muon, got {self.optimizer!r}.")
-        positive = {"learning_rate": self.learning_rate, "muon_lr": self.muon_lr}
-        for name, value in positive.items():
-            if value is not None and not value > 0:
-                raise UserError(f"--model.{name} must be a positive number, got {value}.")
-        for name in ("weight_decay", "muon_weight_decay"):
-            if not getattr(self, name) >= 0:
-                raise UserError(f"--model.{name} must be >= 0, got {getattr(self, name)}.")
+        for name in ("learning_rate", "muon_lr", "weight_decay", "muon_weight_decay"):  # 0 freezes, as torch allows
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise UserError(f"--model.{name} must be >= 0, got {value}.")
         for name in ("beta1", "beta2", "muon_momentum"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise UserError(f"--model.{name} must be in [0, 1), got {getattr(self, name)}.")

@@ -62,9 +62,11 @@ class ScheduleSettings:
         """A LambdaLR scaling every param group's peak by this schedule (None for `constant`)."""
         if self.name == "constant":
             return None
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: self.lr(step, learning_rate) / learning_rate, last_epoch=last_epoch
-        )
+
+        def factor(step: int) -> float:  # each group's peak times this (a learning rate of 0 stays 0)
+            return self.lr(step, learning_rate) / learning_rate if learning_rate else 0.0
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=last_epoch)
 
 
 def lr_at(step: int, learning_rate: float, warmup_steps: int, lr_decay_steps: int, min_lr: float) -> float:

@@ -168,11 +168,13 @@ def test_every_path_with_option(option, tmp_path, data_root, capsys):
     if option in MAY_CHANGE:
         return
     # resuming or validating the checkpoint with the option at another value is refused, also when shapes agree
-    default = {f.name: f.default for f in dataclasses.fields(GPTConfig)}[option]
-    args = ["--config", "tiny.yaml", "--ckpt_path", "last", f"--model.{option}={default}"]
+    other = {f.name: f.default for f in dataclasses.fields(GPTConfig)}[option]
+    if other is None:  # (null means "unset", which takes the checkpoint's value: give another value)
+        other = 2 * OPTION_VALUES[option]
+    args = ["--config", "tiny.yaml", "--ckpt_path", "last", f"--model.{option}={other}"]
     capsys.readouterr()
     assert run_cli_in(tmp_path / "resumed", ["validate", *args]) == 2
-    assert f"{option}={OPTION_VALUES[option]} there, {default} here" in capsys.readouterr().err
+    assert f"{option}={OPTION_VALUES[option]} there, {other} here" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # five fits per combination
