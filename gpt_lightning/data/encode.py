@@ -123,9 +123,11 @@ def encode_batches(
         for batch in batches:
             yield batch, _encode_batch(batch)
         return
-    # fork where there is one (fast start, nothing to re-import), else the platform's default
+    # forkserver where there is one, else spawn: never fork. A process that runs threads (a notebook, a test session,
+    # TensorBoard's writer) can be forked while one of them holds a lock, and the worker then waits on it forever
+    # (seen here: a prepare --num_proc 2 run in a test session hung). Workers import only this module and tiktoken.
     methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     with ctx.Pool(num_proc, initializer=_init_pool_worker, initargs=(meta, eot, dtype.name)) as pool:
         in_flight: collections.deque = collections.deque()
         for batch in batches:
